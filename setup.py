@@ -1,0 +1,36 @@
+"""The dp_ros ament_python package (Python code under src/dp_ros)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dp_ros"
+
+# One console script per node and per command, so `ros2 run dp_ros <name>` and the plain
+# command both work. Modules that are not written yet are added with the issue that writes them.
+CONSOLE_SCRIPTS = [
+    "dp-ros-info = dp_ros.cli.info:main",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src", include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["graphs/*.yaml", "assets/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    # Python dependencies are installed from requirements/*.txt by scripts/setup.sh (pip) or by
+    # the user's ROS install (rosdep); declaring them here would let a resolver replace torch.
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="dp_ros maintainers",
+    maintainer_email="dp_ros@example.org",
+    description="Diffusion Policy on ROS 2",
+    license="Apache-2.0",
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)
