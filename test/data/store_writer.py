@@ -22,8 +22,9 @@ def known_episode(index: int, length: int | None = None) -> dict[str, np.ndarray
     """Episode `index` with values that say where they come from (episode, frame)."""
     T = small_length(index) if length is None else length
     t = np.arange(T)
-    image = np.broadcast_to(((index * 7 + t) % 256).astype(np.uint8)[:, None, None, None],
-                            (T, *IMAGE_SHAPE))
+    image = np.broadcast_to(
+        ((index * 7 + t) % 256).astype(np.uint8)[:, None, None, None], (T, *IMAGE_SHAPE)
+    )
     return {
         AGENTVIEW_IMAGE: np.ascontiguousarray(image),
         EEF_POS: np.stack([index * 1000.0 + t, t, -t], axis=1).astype(np.float32),

@@ -59,8 +59,12 @@ def test_round_trip_images_low_dim_actions_and_metadata(tmp_path):
         for key, value in episode.items():
             assert got[key].dtype == (np.uint8 if key.endswith("_image") else np.float32)
             np.testing.assert_array_equal(got[key], value.astype(got[key].dtype))
-    assert store.episode_metadata(1) == {"operator": "ann", "seed": 1, "success": False,
-                                         "task": "lift"}
+    assert store.episode_metadata(1) == {
+        "operator": "ann",
+        "seed": 1,
+        "success": False,
+        "task": "lift",
+    }
     assert store.episode_metadata(-1)["seed"] == 2
     with pytest.raises(IndexError, match="out of range"):
         store.episode(3)
@@ -108,7 +112,9 @@ def test_bad_episodes_are_refused_with_the_reason(tmp_path):
     refused({**good, EEF_POS: good[EEF_POS][:3]}, "inconsistent episode length")
     refused({k: v for k, v in good.items() if k != WRIST_IMAGE}, "lacks key.*robot0_eye_in_hand")
     refused({**good, "extra": good[EEF_POS]}, "key.*'extra'.*does not hold")
-    refused({**good, AGENTVIEW_IMAGE: good[AGENTVIEW_IMAGE][:, :6]}, "agentview_image.*store holds")
+    refused(
+        {**good, AGENTVIEW_IMAGE: good[AGENTVIEW_IMAGE][:, :6]}, "agentview_image.*store holds"
+    )
     refused({**good, AGENTVIEW_IMAGE: good[AGENTVIEW_IMAGE] / 255.0}, "images must be uint8")
     refused({**good, EEF_POS: np.ones((4, 3), np.int32)}, "floating point")
     refused({**good, EEF_POS: good[EEF_POS][:, :2]}, "robot0_eef_pos.*store holds")
@@ -190,7 +196,9 @@ def test_writer_killed_mid_episode_leaves_earlier_episodes_and_append_still_work
     store = EpisodeStore.open(path)
     assert store.n_episodes == 4
     assert store.n_frames == committed + store_writer.small_length(3)
-    np.testing.assert_array_equal(store.episode(3)[EEF_POS], store_writer.known_episode(3)[EEF_POS])
+    np.testing.assert_array_equal(
+        store.episode(3)[EEF_POS], store_writer.known_episode(3)[EEF_POS]
+    )
     assert not list(path.rglob("*.partial"))
 
 

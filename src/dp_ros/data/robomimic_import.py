@@ -33,7 +33,7 @@ IMAGE_CONVENTIONS = ("opengl", "opencv")
 _DEMO_NAME = re.compile(r"^demo_(\d+)$")
 
 
-class ImportErrorWithContext(ValueError):
+class RobomimicFormatError(ValueError):
     """A robomimic file that cannot be imported; the message names the file, demo and key."""
 
 
@@ -45,7 +45,7 @@ def demo_names(data: h5py.Group, filter_key: str | None = None) -> list[str]:
         root = data.file
         if mask_path not in root:
             available = sorted(root["mask"].keys()) if "mask" in root else []
-            raise ImportErrorWithContext(
+            raise RobomimicFormatError(
                 f"{root.filename}: no filter key {filter_key!r} (available: {available})"
             )
         wanted = {name.decode() if isinstance(name, bytes) else name for name in root[mask_path]}
@@ -65,13 +65,13 @@ def read_demo(
     """One demo as a store episode {key: (T, ...)}; images upright uint8, low-dim float32."""
     where = f"{demo.file.filename}:{demo.name}"
     if "actions" not in demo:
-        raise ImportErrorWithContext(f"{where} has no 'actions' dataset")
+        raise RobomimicFormatError(f"{where} has no 'actions' dataset")
     episode = {ACTION: np.asarray(demo["actions"][()], dtype=np.float32)}
     obs = demo.get("obs")
     for key in obs_keys:
         if obs is None or key not in obs:
             available = sorted(obs.keys()) if obs is not None else []
-            raise ImportErrorWithContext(f"{where} has no obs key {key!r} (it has {available})")
+            raise RobomimicFormatError(f"{where} has no obs key {key!r} (it has {available})")
         values = obs[key][()]
         if is_image_key(key):
             values = np.asarray(values, dtype=np.uint8)
@@ -105,14 +105,15 @@ def import_robomimic(
         raise FileNotFoundError(f"no robomimic file at {hdf5_path}")
     with h5py.File(hdf5_path, "r") as file:
         if "data" not in file:
-            raise ImportErrorWithContext(f"{hdf5_path} has no 'data' group: not robomimic format")
+            raise RobomimicFormatError(f"{hdf5_path} has no 'data' group: not robomimic format")
         data = file["data"]
         names = demo_names(data, filter_key)
         if not names:
-            raise ImportErrorWithContext(f"{hdf5_path} holds no data/demo_N groups")
+            raise RobomimicFormatError(f"{hdf5_path} holds no data/demo_N groups")
         if max_episodes is not None:
             names = names[:max_episodes]
         keys = list(obs_keys) if obs_keys else default_obs_keys(data[names[0]])
+        read_demo(data[names[0]], keys, image_convention)  # a bad key fails before any write
         task = _env_name(data)
         store = EpisodeStore.create(store_path, overwrite=overwrite)
         try:
@@ -142,7 +143,8 @@ def _env_name(data: h5py.Group) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dp-import-robomimic", description="Import a robomimic HDF5 file into an episode store."
+        prog="dp-import-robomimic",
+        description="Import a robomimic HDF5 file into an episode store.",
     )
     parser.add_argument("hdf5", type=Path, help="robomimic dataset (.hdf5)")
     parser.add_argument("store", type=Path, help="episode store to create (zarr directory)")

@@ -119,7 +119,9 @@ def encode_metadata(metadata: Mapping[str, Any] | None) -> str:
 
 def _check_key_name(key: str) -> None:
     if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
-        raise StoreError(f"array key {key!r} is not a valid name (non-empty, no '/', no leading .)")
+        raise StoreError(
+            f"array key {key!r} is not a valid name (non-empty, no '/', no leading .)"
+        )
 
 
 def _as_stored_array(key: str, value: Any) -> np.ndarray:
