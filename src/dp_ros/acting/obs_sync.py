@@ -1,0 +1,163 @@
+"""Assemble `n_obs_steps` observations from independently stamped streams (ROS-free).
+
+Each input topic (camera, pose, gripper, ...) arrives at its own rate with its own header stamps.
+The policy wants To observations spaced one observation period apart, ending at the newest
+instant for which *every* stream has data. For each of those To instants and each stream we take
+the message whose stamp is nearest, and refuse when none lies within the tolerance. This is the
+alignment the recorder uses too, so training data and acting see observations built the same way.
+
+Times are integer nanoseconds (ROS stamps), never floats: float seconds lose nanoseconds at
+epoch-scale values.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NotReady:
+    """Why no observation can be assembled now, and which input is to blame."""
+
+    reason: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """To aligned observations: values[key] is (To, ...); stamps_ns are the To target instants."""
+
+    values: dict[str, np.ndarray]
+    stamps_ns: np.ndarray  # (To,) int64, oldest first
+    source_stamps_ns: dict[str, np.ndarray]  # key -> (To,) stamps of the messages used
+
+    @property
+    def newest_stamp_ns(self) -> int:
+        return int(self.stamps_ns[-1])
+
+
+class StampedHistory:
+    """The last few (stamp, value) pairs of one stream, stamps strictly increasing."""
+
+    def __init__(self, key: str, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity={capacity} for {key!r}: must be >= 1")
+        self.key = key
+        self._stamps: deque[int] = deque(maxlen=capacity)
+        self._values: deque[np.ndarray] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    @property
+    def newest_stamp_ns(self) -> int | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def add(self, stamp_ns: int, value: np.ndarray) -> None:
+        """Append a message; raises ValueError for a stamp not newer than the newest one."""
+        newest = self.newest_stamp_ns
+        if newest is not None and stamp_ns <= newest:
+            raise ValueError(
+                f"{self.key}: out-of-order stamp {stamp_ns} ns is not newer than {newest} ns"
+            )
+        self._stamps.append(int(stamp_ns))
+        self._values.append(value)
+
+    def nearest(self, stamp_ns: int) -> tuple[int, np.ndarray]:
+        """The (stamp, value) whose stamp is nearest to `stamp_ns` (ties: the older one)."""
+        stamps = np.fromiter(self._stamps, dtype=np.int64, count=len(self._stamps))
+        index = int(np.argmin(np.abs(stamps - stamp_ns)))
+        return int(stamps[index]), self._values[index]
+
+    def clear(self) -> None:
+        self._stamps.clear()
+        self._values.clear()
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How observations are assembled.
+
+    n_obs_steps: To, the number of observation instants per policy input.
+    period_ns: time between consecutive observation instants (the policy's observation period).
+    tolerance_ns: how far a message's stamp may lie from an instant and still be used for it.
+    max_age_ns: the newest instant may be at most this old when assembling, else it is stale.
+    history: messages kept per stream (enough to cover To periods at the fastest stream's rate).
+    """
+
+    n_obs_steps: int
+    period_ns: int
+    tolerance_ns: int
+    max_age_ns: int
+    history: int = 64
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("n_obs_steps", self.n_obs_steps >= 1, ">= 1"),
+            ("period_ns", self.period_ns > 0, "> 0"),
+            ("tolerance_ns", 0 <= self.tolerance_ns, ">= 0"),
+            ("max_age_ns", self.max_age_ns > 0, "> 0"),
+            ("history", self.history >= self.n_obs_steps, ">= n_obs_steps"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"SyncConfig.{name}={getattr(self, name)!r}: must be {rule}")
+
+
+class ObservationSynchronizer:
+    """Per-stream histories plus the rule that turns them into one To-step observation."""
+
+    def __init__(self, keys: list[str] | tuple[str, ...], config: SyncConfig) -> None:
+        if not keys:
+            raise ValueError("ObservationSynchronizer needs at least one key")
+        self.config = config
+        self.histories = {key: StampedHistory(key, config.history) for key in keys}
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.histories)
+
+    def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
+        """Record one message; ValueError for an unknown key or an out-of-order stamp."""
+        history = self.histories.get(key)
+        if history is None:
+            raise ValueError(f"unknown observation key {key!r}; expected one of {self.keys}")
+        history.add(stamp_ns, value)
+
+    def clear(self) -> None:
+        for history in self.histories.values():
+            history.clear()
+
+    def assemble(self, now_ns: int) -> Observation | NotReady:
+        """The To-step observation ending at the newest instant every stream covers."""
+        for key, history in self.histories.items():
+            if not len(history):
+                return NotReady(f"no message received yet on {key}", key)
+        # The newest instant all streams have reached is set by the stream that lags most.
+        lagging_key = min(self.histories, key=lambda k: self.histories[k].newest_stamp_ns)
+        anchor = self.histories[lagging_key].newest_stamp_ns
+        age = now_ns - anchor
+        if age > self.config.max_age_ns:
+            return NotReady(
+                f"stale observation: newest {lagging_key} message is {age / 1e6:.1f} ms old "
+                f"(limit {self.config.max_age_ns / 1e6:.1f} ms)",
+                lagging_key,
+            )
+        offsets = np.arange(self.config.n_obs_steps - 1, -1, -1, dtype=np.int64)
+        instants = anchor - offsets * self.config.period_ns
+        values: dict[str, np.ndarray] = {}
+        sources: dict[str, np.ndarray] = {}
+        for key, history in self.histories.items():
+            picked = [history.nearest(int(instant)) for instant in instants]
+            used = np.array([stamp for stamp, _ in picked], dtype=np.int64)
+            worst = int(np.max(np.abs(used - instants)))
+            if worst > self.config.tolerance_ns:
+                return NotReady(
+                    f"no {key} message within {self.config.tolerance_ns / 1e6:.1f} ms of an "
+                    f"observation instant (nearest is {worst / 1e6:.1f} ms away)",
+                    key,
+                )
+            values[key] = np.stack([value for _, value in picked])
+            sources[key] = used
+        return Observation(values=values, stamps_ns=instants, source_stamps_ns=sources)

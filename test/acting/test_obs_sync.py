@@ -1,0 +1,92 @@
+"""Stamp-based observation assembly: nearest message per instant, refusals that name the input."""
+
+import numpy as np
+import pytest
+
+from dp_ros.acting.obs_sync import NotReady, Observation, ObservationSynchronizer, SyncConfig
+
+MS = 1_000_000
+T0 = 1_700_000_000 * 1_000_000_000  # epoch-scale stamps: float seconds would lose precision
+
+
+def make_sync(**overrides) -> ObservationSynchronizer:
+    config = dict(n_obs_steps=2, period_ns=100 * MS, tolerance_ns=20 * MS, max_age_ns=300 * MS)
+    config.update(overrides)
+    return ObservationSynchronizer(["camera", "pose"], SyncConfig(**config))
+
+
+def test_picks_nearest_message_per_instant_ending_at_the_lagging_stream():
+    sync = make_sync()
+    # camera at 10 Hz with an offset of 3 ms; pose at 100 Hz.
+    for i in range(5):
+        sync.add("camera", T0 + i * 100 * MS + 3 * MS, np.full((2, 2, 3), i, np.uint8))
+    for i in range(45):
+        sync.add("pose", T0 + i * 10 * MS, np.array([i], np.float32))
+    observation = sync.assemble(now_ns=T0 + 450 * MS)
+    assert isinstance(observation, Observation)
+    # The camera lags (newest 403 ms < pose's 440 ms): instants are 303 ms and 403 ms.
+    assert observation.stamps_ns.tolist() == [T0 + 303 * MS, T0 + 403 * MS]
+    assert observation.values["camera"][:, 0, 0, 0].tolist() == [3, 4]
+    # Pose messages at 300 and 400 ms are nearest to 303 and 403 ms.
+    assert observation.values["pose"][:, 0].tolist() == [30.0, 40.0]
+    assert observation.source_stamps_ns["pose"].tolist() == [T0 + 300 * MS, T0 + 400 * MS]
+    assert observation.values["camera"].shape == (2, 2, 2, 3)
+    assert observation.newest_stamp_ns == T0 + 403 * MS
+
+
+def test_missing_stream_is_named():
+    sync = make_sync()
+    sync.add("camera", T0, np.zeros(1))
+    result = sync.assemble(now_ns=T0)
+    assert result == NotReady("no message received yet on pose", "pose")
+
+
+def test_stale_observation_is_refused_naming_the_lagging_stream():
+    sync = make_sync()
+    sync.add("camera", T0, np.zeros(1))
+    sync.add("pose", T0 + 500 * MS, np.zeros(1))
+    result = sync.assemble(now_ns=T0 + 350 * MS)
+    assert isinstance(result, NotReady)
+    assert result.key == "camera"
+    assert "stale observation" in result.reason and "350.0 ms old" in result.reason
+
+
+def test_gap_beyond_tolerance_is_refused():
+    sync = make_sync()
+    for i in range(3):
+        sync.add("camera", T0 + i * 100 * MS, np.zeros(1))
+    # pose has nothing near T0 + 100 ms (nearest at 150 ms: 50 ms away > 20 ms tolerance)
+    sync.add("pose", T0 + 150 * MS, np.zeros(1))
+    sync.add("pose", T0 + 200 * MS, np.zeros(1))
+    result = sync.assemble(now_ns=T0 + 210 * MS)
+    assert isinstance(result, NotReady) and result.key == "pose"
+    assert "within 20.0 ms" in result.reason and "50.0 ms away" in result.reason
+
+
+def test_out_of_order_stamp_is_rejected_and_history_unchanged():
+    sync = make_sync()
+    sync.add("pose", T0 + 10 * MS, np.array([1.0]))
+    with pytest.raises(ValueError, match="pose: out-of-order stamp"):
+        sync.add("pose", T0 + 5 * MS, np.array([2.0]))
+    with pytest.raises(ValueError, match="out-of-order"):
+        sync.add("pose", T0 + 10 * MS, np.array([3.0]))
+    assert len(sync.histories["pose"]) == 1
+
+
+def test_unknown_key_and_bad_config_are_named():
+    sync = make_sync()
+    with pytest.raises(ValueError, match="unknown observation key 'wrist'"):
+        sync.add("wrist", T0, np.zeros(1))
+    with pytest.raises(ValueError, match="SyncConfig.period_ns=0"):
+        SyncConfig(n_obs_steps=2, period_ns=0, tolerance_ns=1, max_age_ns=1)
+    with pytest.raises(ValueError, match="history=1: must be >= n_obs_steps"):
+        SyncConfig(n_obs_steps=2, period_ns=1, tolerance_ns=1, max_age_ns=1, history=1)
+
+
+def test_single_step_history_repeats_nothing_and_uses_newest():
+    sync = make_sync(n_obs_steps=1)
+    sync.add("camera", T0, np.array([7]))
+    sync.add("pose", T0 + 5 * MS, np.array([8.0]))
+    observation = sync.assemble(now_ns=T0 + 5 * MS)
+    assert observation.values["camera"].tolist() == [[7]]
+    assert observation.values["pose"].tolist() == [[8.0]]
