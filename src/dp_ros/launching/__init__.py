@@ -1,0 +1,1 @@
+"""Starting node graphs: the graph descriptions, the dp-ros runner and the lifecycle client."""

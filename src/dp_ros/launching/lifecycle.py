@@ -1,0 +1,58 @@
+"""Drive a managed node through its lifecycle over its standard services.
+
+What `ros2 lifecycle set` and launch_ros's lifecycle events do, for the dp-ros runner and tests:
+`<node>/change_state` and `<node>/get_state` (lifecycle_msgs).
+"""
+
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+
+TRANSITIONS = {
+    "configure": Transition.TRANSITION_CONFIGURE,
+    "activate": Transition.TRANSITION_ACTIVATE,
+    "deactivate": Transition.TRANSITION_DEACTIVATE,
+    "cleanup": Transition.TRANSITION_CLEANUP,
+    "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+}
+STATE_LABELS = {
+    State.PRIMARY_STATE_UNCONFIGURED: "unconfigured",
+    State.PRIMARY_STATE_INACTIVE: "inactive",
+    State.PRIMARY_STATE_ACTIVE: "active",
+    State.PRIMARY_STATE_FINALIZED: "finalized",
+}
+
+
+class LifecycleClient:
+    """Transitions of one managed node, called from `node` spun by `executor`."""
+
+    def __init__(self, node, executor, target: str) -> None:
+        self.node = node
+        self.executor = executor
+        self.target = target.rstrip("/")
+        self._change = node.create_client(ChangeState, f"{self.target}/change_state")
+        self._get = node.create_client(GetState, f"{self.target}/get_state")
+
+    def wait_for_services(self, timeout: float) -> bool:
+        return self._change.wait_for_service(timeout) and self._get.wait_for_service(timeout)
+
+    def _call(self, client, request, timeout: float):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"{client.srv_name} not available after {timeout}s")
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done():
+            raise TimeoutError(f"{client.srv_name} did not answer in {timeout}s")
+        return future.result()
+
+    def transition(self, name: str, timeout: float = 120.0) -> bool:
+        """Request a transition by name; True if the node accepted and completed it."""
+        if name not in TRANSITIONS:
+            raise ValueError(f"unknown transition {name!r}; expected one of {list(TRANSITIONS)}")
+        request = ChangeState.Request()
+        request.transition.id = TRANSITIONS[name]
+        return bool(self._call(self._change, request, timeout).success)
+
+    def state(self, timeout: float = 30.0) -> str:
+        """The node's primary state label, e.g. "inactive"."""
+        result = self._call(self._get, GetState.Request(), timeout)
+        return STATE_LABELS.get(result.current_state.id, result.current_state.label)

@@ -1,0 +1,103 @@
+"""Node parameters declared once: a frozen dataclass is the single source of truth.
+
+Each field carries its description and range in `field(metadata=...)` (made with `param`). A node
+declares every field as a ROS parameter with a ParameterDescriptor built from that metadata
+(read-only, so nothing changes under a running node), reads them back once, and constructs the
+dataclass, whose `__post_init__` validates cross-field rules. Callbacks use the dataclass and
+never read parameters again (generate_parameter_library's discipline, without code generation).
+"""
+
+import dataclasses
+import typing
+from typing import Any
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+)
+
+_ROS_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    list[str]: ParameterType.PARAMETER_STRING_ARRAY,
+    list[float]: ParameterType.PARAMETER_DOUBLE_ARRAY,
+}
+
+
+def param(
+    default: Any,
+    description: str,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A dataclass field that is also a ROS parameter (range and choices checked on load)."""
+    metadata = {"description": description, "low": low, "high": high, "choices": choices}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_ranges(config: Any) -> None:
+    """Raise ValueError naming the field, value and rule for any out-of-range field."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        low, high = item.metadata.get("low"), item.metadata.get("high")
+        choices = item.metadata.get("choices") or ()
+        if low is not None and value < low:
+            raise ValueError(f"parameter {item.name}={value!r}: must be >= {low}")
+        if high is not None and value > high:
+            raise ValueError(f"parameter {item.name}={value!r}: must be <= {high}")
+        if choices and value not in choices:
+            raise ValueError(f"parameter {item.name}={value!r}: must be one of {list(choices)}")
+
+
+class NodeConfig:
+    """Base of node configs: checks every field's range/choices, then the subclass's `validate`."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field rules; raise ValueError naming the fields."""
+
+
+def descriptor_for(item: dataclasses.Field, field_type: Any) -> ParameterDescriptor:
+    meta = item.metadata
+    description = meta.get("description", "")
+    if meta.get("choices"):
+        description += f" One of: {', '.join(meta['choices'])}."
+    descriptor = ParameterDescriptor(
+        name=item.name,
+        type=_ROS_TYPES[field_type],
+        description=description,
+        read_only=True,
+    )
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        if field_type is int:
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high))]
+        elif field_type is float:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high))
+            ]
+    return descriptor
+
+
+def declare_and_load(node: Any, config_type: type) -> Any:
+    """Declare every field of `config_type` on `node` and build the validated config from them."""
+    hints = typing.get_type_hints(config_type)
+    values = {}
+    for item in dataclasses.fields(config_type):
+        has_factory = item.default_factory is not dataclasses.MISSING
+        default = item.default_factory() if has_factory else item.default
+        field_type = hints[item.name]
+        declared = node.declare_parameter(item.name, default, descriptor_for(item, field_type))
+        value = declared.value
+        values[item.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return config_type(**values)

@@ -1,0 +1,369 @@
+"""policy_node: a lifecycle node that turns stamped robot observations into ActionChunks.
+
+  configure  load the checkpoint on the device, check it against the configured inputs,
+             warm up, subscribe to the streams the checkpoint needs
+  activate   start the inference thread: act, publish, start the next inference while the
+             current chunk still executes
+  deactivate stop acting (subscriptions keep their histories warm)
+  cleanup    drop the policy and free its memory (GPU included)
+
+Topics: the camera/pose/gripper/object inputs (sensor-data QoS), `action_chunk` (reliable),
+`~/status` (dp_msgs/PolicyStatus). Services: `~/reset` (std_srvs/Trigger), `~/enable`
+(std_srvs/SetBool). All logic that decides what to publish lives in dp_ros.acting.
+"""
+
+import gc
+import sys
+import threading
+from dataclasses import dataclass
+
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_srvs.srv import SetBool, Trigger
+
+from dp_msgs.msg import ActionChunk, PolicyStatus
+from dp_ros import conversions as conv
+from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
+from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
+from dp_ros.keys import EEF_POS, EEF_QUAT
+from dp_ros.nodes.params import NodeConfig, declare_and_load, param
+from dp_ros.nodes.qos import ACTION_QOS, SENSOR_QOS, STATUS_QOS
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig(NodeConfig):
+    checkpoint: str = param("", "Policy checkpoint directory (policy.safetensors + policy.json).")
+    device: str = param("cpu", "Torch device for inference: cpu, cuda or cuda:N.")
+    dtype: str = param(
+        "float32", "Weight dtype for inference.", choices=("float32", "bfloat16", "float16")
+    )
+    num_inference_steps: int = param(0, "Denoising steps; 0 keeps the checkpoint's.", 0, 1000)
+    sampler: str = param(
+        "", "Sampler; empty keeps the checkpoint's.", choices=("", "ddpm", "ddim")
+    )
+    seed: int = param(0, "Seed of the sampler's noise (reset restores it).", 0, 2**31 - 1)
+    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera (sensor_msgs/Image).")
+    wrist_topic: str = param("/wrist/image_raw", "Wrist camera (sensor_msgs/Image).")
+    compressed_images: bool = param(False, "Cameras publish sensor_msgs/CompressedImage.")
+    eef_pose_topic: str = param("/eef_pose", "End-effector pose (geometry_msgs/PoseStamped).")
+    gripper_topic: str = param("/gripper/joint_states", "Gripper state (sensor_msgs/JointState).")
+    gripper_joint_names: str = param(
+        "", "Comma-separated gripper joints to read; empty reads all positions in order."
+    )
+    object_topic: str = param("", "Object state (sensor_msgs/JointState); simulation only.")
+    action_topic: str = param("/action_chunk", "Where ActionChunks are published.")
+    frame_id: str = param("", "Frame the published deltas are expressed in.")
+    control_period: float = param(
+        0.05, "Seconds between observation steps and between actions (as in training).", 1e-3, 10
+    )
+    sync_tolerance: float = param(
+        0.025, "Max seconds between an observation instant and the message used for it.", 0, 10
+    )
+    max_observation_age: float = param(
+        0.3, "Refuse to act when the newest complete observation is older (s).", 1e-3, 60
+    )
+    exec_latency: float = param(
+        0.0, "The driver's own latency (s); steps due before now + this are not offered.", 0, 10
+    )
+    action_limit: float = param(1.0, "Refuse chunks with any |action| above this.", 0, 1e6)
+    start_enabled: bool = param(True, "Act as soon as activated (else wait for ~/enable).")
+    status_rate: float = param(2.0, "Status messages per second (plus one per change).", 0.1, 100)
+    debug_inference_delay: float = param(
+        0.0, "Extra seconds after each inference (tests of late-step handling only).", 0, 10
+    )
+
+    def validate(self) -> None:
+        if self.sync_tolerance >= self.control_period:
+            raise ValueError(
+                f"parameter sync_tolerance={self.sync_tolerance} must be < control_period="
+                f"{self.control_period} (else one message could serve two instants)"
+            )
+
+    def topics(self) -> dict[str, str]:
+        return {stream.name: getattr(self, f"{stream.name}_topic") for stream in STREAMS}
+
+    def acting_config(self) -> ActingConfig:
+        return ActingConfig(
+            period_ns=round(self.control_period * NS),
+            tolerance_ns=round(self.sync_tolerance * NS),
+            max_age_ns=round(self.max_observation_age * NS),
+            exec_latency_ns=round(self.exec_latency * NS),
+            action_limit=self.action_limit,
+            debug_delay_s=self.debug_inference_delay,
+        )
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("policy_node", **kwargs)
+        self.config: PolicyNodeConfig = declare_and_load(self, PolicyNodeConfig)
+        self.core: ActingCore | None = None
+        self.plan: dict[str, str] = {}
+        self._subscriptions = []
+        self._input_errors: dict[str, tuple[int, str]] = {}  # stream -> (time ns, error)
+        self._enabled = self.config.start_enabled
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._sequence = 0
+        self._chunks_published = 0
+        self._last_latency = 0.0
+        self._status = (PolicyStatus.STATE_UNCONFIGURED, "not configured", "")
+        self._status_publisher = self.create_publisher(PolicyStatus, "~/status", STATUS_QOS)
+        self._chunk_publisher = self.create_lifecycle_publisher(
+            ActionChunk, self.config.action_topic, ACTION_QOS
+        )
+        self.create_timer(1.0 / self.config.status_rate, self._publish_status)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from dp_ros.policy.runtime import PolicyRunner  # torch import only when needed
+
+        try:
+            runner = PolicyRunner.from_checkpoint(
+                self._checkpoint_path(),
+                device=self.config.device,
+                num_inference_steps=self.config.num_inference_steps or None,
+                seed=self.config.seed,
+                dtype=self.config.dtype,
+                sampler=self.config.sampler or None,
+            )
+            self.plan = plan_inputs(runner.obs_keys, self.config.topics())
+            runner.warmup()
+        except (OSError, ValueError, RuntimeError) as error:
+            self._set_status(PolicyStatus.STATE_UNCONFIGURED, str(error), self.config.checkpoint)
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self.core = ActingCore(runner, self.config.acting_config())
+        self._expected_shapes = runner.expected_obs_shapes()
+        self._subscribe()
+        self.get_logger().info(
+            f"loaded {self.config.checkpoint} on {self.config.device}: inputs {self.plan}"
+        )
+        self._set_status(PolicyStatus.STATE_INACTIVE, "configured, not active", "")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._act_loop, name="inference", daemon=True)
+        self._worker.start()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._set_status(PolicyStatus.STATE_INACTIVE, "deactivated", "")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        self._set_status(PolicyStatus.STATE_UNCONFIGURED, "cleaned up", "")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        return super().on_shutdown(state)
+
+    def _checkpoint_path(self) -> str:
+        if not self.config.checkpoint:
+            raise ValueError("parameter checkpoint is empty: set it to a checkpoint directory")
+        return self.config.checkpoint
+
+    def _release(self) -> None:
+        """Drop subscriptions and the policy, and give its memory back (GPU included)."""
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        device = self.config.device
+        self.core = None
+        gc.collect()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        for stream_name, topic in self.plan.items():
+            kind = STREAM_BY_NAME[stream_name].kind
+            if kind == "image":
+                message_type = CompressedImage if self.config.compressed_images else Image
+            else:
+                message_type = PoseStamped if kind == "pose" else JointState
+            callback = self._handler(stream_name, topic)
+            self._subscriptions.append(
+                self.create_subscription(message_type, topic, callback, SENSOR_QOS)
+            )
+
+    def _handler(self, stream_name: str, topic: str):
+        """The callback of one stream: convert its message to {key: array}, then record it."""
+        stream = STREAM_BY_NAME[stream_name]
+        key = stream.keys[0]
+        if stream.kind == "image":
+            _, height, width, _ = self._expected_shapes[key]
+            decode = conv.compressed_image_to_rgb if self.config.compressed_images else None
+            decode = decode or conv.image_to_rgb
+
+            def convert(msg):
+                return {key: decode(msg, topic, (height, width))}
+
+        elif stream.kind == "pose":
+
+            def convert(msg):
+                position, quaternion = conv.pose_to_arrays(msg, topic)
+                return {EEF_POS: position, EEF_QUAT: quaternion}
+
+        else:
+            size = self._expected_shapes[key][1]
+            names = self._gripper_joint_names() if stream_name == "gripper" else []
+
+            def convert(msg):
+                return {key: conv.joint_state_to_array(msg, topic, size, names)}
+
+        return lambda msg: self._accept(stream_name, msg, convert)
+
+    def _gripper_joint_names(self) -> list[str]:
+        return [n.strip() for n in self.config.gripper_joint_names.split(",") if n.strip()]
+
+    def _accept(self, stream: str, msg, convert) -> None:
+        """Convert and record one message; a bad one is logged, remembered and skipped."""
+        core = self.core
+        if core is None:
+            return
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        try:
+            for key, value in convert(msg).items():
+                core.add(key, stamp_ns, value)
+        except ValueError as error:
+            self._input_errors[stream] = (self._now_ns(), str(error))
+            self.get_logger().warning(str(error), throttle_duration_sec=2.0)
+
+    # ---- acting --------------------------------------------------------------------------
+
+    def _act_loop(self) -> None:
+        next_start_ns = 0
+        while not self._stop.is_set():
+            core = self.core
+            if core is None:
+                return
+            if not self._enabled:
+                self._set_status(PolicyStatus.STATE_HOLDING, "disabled via ~/enable", "")
+                self._stop.wait(0.05)
+                continue
+            if self._now_ns() < next_start_ns:
+                self._stop.wait(0.002)
+                continue
+            outcome = core.act(self._now_ns)
+            if outcome.inference_s:
+                self._last_latency = outcome.inference_s
+            if outcome.chunk is None:
+                self._report_not_acting(outcome)
+                self._stop.wait(0.005)
+                continue
+            self._publish(outcome)
+            next_start_ns = self._next_start(outcome)
+
+    def _next_start(self, outcome: ActOutcome) -> int:
+        """Start the next inference so it lands one period before the current chunk runs out."""
+        chunk = outcome.chunk
+        period = chunk.period_ns
+        lead_ns = round((self._last_latency + self.config.debug_inference_delay) * NS) + period
+        return chunk.first_stamp_ns + len(chunk.rows) * period - lead_ns
+
+    def _publish(self, outcome: ActOutcome) -> None:
+        msg = conv.timed_chunk_to_msg(
+            outcome.chunk, outcome.observation_stamp_ns, self._sequence, self.config.frame_id
+        )
+        self._chunk_publisher.publish(msg)
+        self._sequence += 1
+        self._chunks_published += 1
+        self._set_status(PolicyStatus.STATE_ACTING, "", "")
+
+    def _report_not_acting(self, outcome: ActOutcome) -> None:
+        """Status names the input: the topic of the key concerned, with its last bad message."""
+        reason, input_name = outcome.reason, outcome.input
+        for stream_name, topic in self.plan.items():
+            if input_name in STREAM_BY_NAME[stream_name].keys:
+                input_name = topic
+                error = self._input_errors.get(stream_name)
+                if error and self._now_ns() - error[0] < 2 * NS:
+                    reason = f"bad input: {error[1]}"
+        self._set_status(PolicyStatus.STATE_HOLDING, reason, input_name)
+
+    # ---- services and status -------------------------------------------------------------
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
+        if self.core is not None:
+            self.core.reset()
+        self._sequence = 0
+        self._input_errors.clear()
+        response.success = True
+        response.message = "observation history cleared, sampler re-seeded"
+        return response
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response):
+        self._enabled = bool(request.data)
+        response.success = True
+        response.message = f"acting {'enabled' if self._enabled else 'disabled'}"
+        return response
+
+    def _set_status(self, state: int, reason: str, input_name: str) -> None:
+        status = (state, reason, input_name)
+        if status != self._status:
+            self._status = status
+            if reason:
+                self.get_logger().info(f"not acting: {reason} [{input_name}]")
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        state, reason, input_name = self._status
+        msg = PolicyStatus(state=state, reason=reason, input=input_name)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.acting = state == PolicyStatus.STATE_ACTING
+        msg.last_inference_latency = float(self._last_latency)
+        msg.chunks_published = self._chunks_published
+        self._status_publisher.publish(msg)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+            self._worker = None
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except ValueError as error:  # a bad parameter: refuse at start, say which
+        print(f"policy_node: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

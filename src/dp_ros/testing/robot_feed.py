@@ -1,0 +1,99 @@
+"""A stand-in robot's sensor streams for policy_node tests and benchmarks, with injectable faults.
+
+Publishes the two cameras (rgb8, 84x84), the end-effector pose and the gripper joint state on one
+timer, all stamped with the same instant, the way a robot driver with synchronised sensors would.
+Each fault is a field of `FeedFaults` so a test states exactly which input is broken and how.
+"""
+
+import threading
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image, JointState
+
+from dp_ros import conversions as conv
+from dp_ros.nodes.qos import SENSOR_QOS
+
+DEFAULT_TOPICS = {
+    "agentview": "/agentview/image_raw",
+    "wrist": "/wrist/image_raw",
+    "eef_pose": "/eef_pose",
+    "gripper": "/gripper/joint_states",
+}
+
+
+@dataclass(frozen=True)
+class FeedFaults:
+    silent: tuple[str, ...] = ()  # streams that publish nothing
+    encodings: dict[str, str] = field(default_factory=dict)  # camera stream -> encoding label
+    image_hw: dict[str, tuple[int, int]] = field(default_factory=dict)  # camera -> (H, W)
+    nan_pose: bool = False
+    stamp_offset_s: float = 0.0  # every stamp shifted by this (negative: stale data)
+    backwards: tuple[str, ...] = ()  # streams whose stamps run backwards (out of order)
+
+
+class RobotFeed:
+    """Publishes the robot streams at `rate_hz` from its own node, spun in a background thread."""
+
+    def __init__(
+        self, context, rate_hz: float = 20.0, topics: dict[str, str] | None = None, hw=(84, 84)
+    ) -> None:
+        self.node = rclpy.create_node(f"robot_feed_{id(self):x}", context=context)
+        self.topics = dict(DEFAULT_TOPICS, **(topics or {}))
+        self.hw = hw
+        self.faults = FeedFaults()
+        self.published = 0
+        self._rng = np.random.default_rng(0)
+        self._backwards_ns = 0
+        self._publishers = {
+            "agentview": self.node.create_publisher(Image, self.topics["agentview"], SENSOR_QOS),
+            "wrist": self.node.create_publisher(Image, self.topics["wrist"], SENSOR_QOS),
+            "eef_pose": self.node.create_publisher(
+                PoseStamped, self.topics["eef_pose"], SENSOR_QOS
+            ),
+            "gripper": self.node.create_publisher(JointState, self.topics["gripper"], SENSOR_QOS),
+        }
+        self.node.create_timer(1.0 / rate_hz, self._tick)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def set_faults(self, **faults) -> None:
+        self.faults = replace(FeedFaults(), **faults)
+        self._backwards_ns = 0
+
+    def _tick(self) -> None:
+        faults = self.faults
+        stamp_ns = self.node.get_clock().now().nanoseconds + round(faults.stamp_offset_s * 1e9)
+        for stream, publisher in self._publishers.items():
+            if stream in faults.silent:
+                continue
+            stamp = stamp_ns
+            if stream in faults.backwards:
+                self._backwards_ns += 100_000_000
+                stamp = stamp_ns - 2 * self._backwards_ns
+            publisher.publish(self._message(stream, stamp, faults))
+        self.published += 1
+
+    def _message(self, stream: str, stamp_ns: int, faults: FeedFaults):
+        if stream in ("agentview", "wrist"):
+            height, width = faults.image_hw.get(stream, self.hw)
+            rgb = self._rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            msg = conv.rgb_to_image(rgb, stamp_ns, stream)
+            msg.encoding = faults.encodings.get(stream, "rgb8")
+            return msg
+        if stream == "eef_pose":
+            position = np.array([0.1, 0.0, 1.0]) if not faults.nan_pose else np.full(3, np.nan)
+            return conv.arrays_to_pose(position, np.array([0.0, 0.0, 0.0, 1.0]), stamp_ns, "base")
+        return conv.array_to_joint_state(
+            np.array([0.02, -0.02]), stamp_ns, ["finger_joint1", "finger_joint2"]
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self._thread.join(timeout=5)
+        self.node.destroy_node()

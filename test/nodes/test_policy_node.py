@@ -1,0 +1,312 @@
+"""policy_node in its own process, fed over DDS by a stand-in robot in this process.
+
+One node process serves the acting and bad-input cases (each case resets it first); refusals at
+configure and the lifecycle's memory release get node processes of their own.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_srvs.srv import SetBool, Trigger
+
+from dp_msgs.msg import ActionChunk, PolicyStatus
+from dp_ros import conversions as conv
+from dp_ros.keys import OBJECT_STATE
+from dp_ros.launching.lifecycle import LifecycleClient
+from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
+from dp_ros.policy.config import UnetConfig, image_shape_meta
+from dp_ros.testing.checkpoints import make_tiny_checkpoint
+from dp_ros.testing.processes import ChildProcess
+from dp_ros.testing.robot_feed import RobotFeed
+
+pytestmark = pytest.mark.ros
+PERIOD_S = 0.05
+
+
+class Observer:
+    """This process's view of the node: chunks, statuses, services, lifecycle."""
+
+    def __init__(self, context, node_name: str = "policy_node") -> None:
+        action_topic = f"/{node_name}/action_chunk"
+        self.node = rclpy.create_node(f"observer_{node_name}", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.chunks: list[tuple[int, ActionChunk]] = []  # (receive time ns, msg)
+        self.statuses: list[PolicyStatus] = []
+        self.node.create_subscription(ActionChunk, action_topic, self._on_chunk, ACTION_QOS)
+        self.node.create_subscription(
+            PolicyStatus, f"/{node_name}/status", self.statuses.append, STATUS_QOS
+        )
+        self.lifecycle = LifecycleClient(self.node, self.executor, f"/{node_name}")
+        self._reset = self.node.create_client(Trigger, f"/{node_name}/reset")
+        self._enable = self.node.create_client(SetBool, f"/{node_name}/enable")
+        self._lock = threading.Lock()
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        self.chunks.append((time.time_ns(), msg))
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return condition()
+
+    def call(self, client, request, timeout: float = 30.0):
+        assert client.wait_for_service(timeout_sec=timeout), client.srv_name
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        return future.result()
+
+    def reset(self) -> None:
+        assert self.call(self._reset, Trigger.Request()).success
+
+    def enable(self, on: bool) -> None:
+        assert self.call(self._enable, SetBool.Request(data=on)).success
+
+    def latest_status(self) -> PolicyStatus:
+        return self.statuses[-1]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def start_policy_node(checkpoint, *extra: str, name: str = "policy_node") -> ChildProcess:
+    """A policy_node process named `name`, publishing chunks on /<name>/action_chunk."""
+    args = ["-m", "dp_ros.nodes.policy_node", "--ros-args", "-r", f"__node:={name}"]
+    args += ["-p", f"checkpoint:={checkpoint}", "-p", f"action_topic:=/{name}/action_chunk"]
+    # Steps due within 150 ms of publication are not offered: a margin far above DDS delivery
+    # time even on a loaded machine, so "stamp after receipt" proves "stamp after publication".
+    args += ["-p", "exec_latency:=0.15"]
+    for item in extra:
+        args += ["-p", item]
+    return ChildProcess.python(*args, name="policy_node")
+
+
+@pytest.fixture(scope="module")
+def acting(context, checkpoint):
+    """A configured, active policy_node fed by a healthy robot."""
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
+    process = start_policy_node(checkpoint)
+    observer = Observer(context)
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        assert observer.lifecycle.transition("configure"), process.output()
+        assert observer.lifecycle.transition("activate"), process.output()
+        yield observer, feed, process
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
+
+
+def test_acts_on_healthy_input_with_future_stamps(acting):
+    observer, feed, process = acting
+    assert observer.spin_until(lambda: len(observer.chunks) >= 6, timeout=30), process.output()
+    observer.chunks.clear()
+    observer.spin_for(3.0)
+    chunks = observer.chunks
+    # 8 executed steps per inference at 50 ms: one chunk about every 0.4 s, never slower than
+    # one per chunk length (3 s / 0.4 s = 7.5), and not faster than one per control period.
+    assert 5 <= len(chunks) <= 60, [c.horizon for _, c in chunks]
+    sequences = [msg.sequence for _, msg in chunks]
+    assert sequences == list(range(sequences[0], sequences[0] + len(chunks)))
+    for received_ns, msg in chunks:
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        # exec_latency 150 ms: the first offered step was >= 150 ms ahead at publication.
+        assert stamp_ns > received_ns, (stamp_ns - received_ns) / 1e6
+        assert conv.stamp_to_ns(msg.observation_stamp) < stamp_ns
+        assert conv.duration_to_ns(msg.period) == round(PERIOD_S * 1e9)
+        assert msg.action_dim == 7 and 1 <= msg.horizon <= 6
+        assert len(msg.data) == msg.horizon * 7
+    status = observer.latest_status()
+    assert status.state == PolicyStatus.STATE_ACTING and status.acting
+    assert status.last_inference_latency > 0 and status.chunks_published >= len(chunks)
+
+
+def test_forced_latency_drops_late_steps_but_never_publishes_past_stamps(context, checkpoint):
+    # 0.2 s added after each inference: of 8 steps 50 ms apart (instants 0..350 ms after the
+    # observation), those before publication (>= 200 ms) must not be offered.
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
+    process = start_policy_node(
+        checkpoint, "debug_inference_delay:=0.2", "exec_latency:=0.0", name="slow_policy"
+    )
+    observer = Observer(context, "slow_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60)
+        assert observer.lifecycle.transition("configure")
+        assert observer.lifecycle.transition("activate")
+        assert observer.spin_until(lambda: len(observer.chunks) >= 3, timeout=30), process.output()
+        for _, msg in observer.chunks:
+            lead_ns = conv.stamp_to_ns(msg.header.stamp) - conv.stamp_to_ns(msg.observation_stamp)
+            assert lead_ns >= 200_000_000, lead_ns / 1e6
+            assert 1 <= msg.horizon <= 3  # rows at 250, 300, 350 ms at most
+            assert len(msg.data) == msg.horizon * 7
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
+
+
+BAD_INPUTS = {
+    "wrong_image_encoding": (
+        dict(encodings={"wrist": "16UC1"}),
+        "/wrist/image_raw",
+        "image encoding '16UC1' is not supported",
+    ),
+    "wrong_image_size": (
+        dict(image_hw={"agentview": (64, 64)}),
+        "/agentview/image_raw",
+        "image is 64x64 (HxW); expected 84x84",
+    ),
+    "nan_pose": (dict(nan_pose=True), "/eef_pose", "pose contains NaN"),
+    "missing_wrist_camera": (
+        dict(silent=("wrist",)),
+        "/wrist/image_raw",
+        "no message received yet on robot0_eye_in_hand_image",
+    ),
+    "out_of_order_stamps": (
+        dict(backwards=("gripper",)),
+        "/gripper/joint_states",
+        "out-of-order stamp",
+    ),
+    "stale_observations": (dict(stamp_offset_s=-2.0), "", "stale observation"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_publishes_nothing_and_status_names_the_input(acting, case):
+    observer, feed, process = acting
+    faults, expected_input, expected_reason = BAD_INPUTS[case]
+    feed.set_faults(**faults)
+    try:
+        observer.reset()
+        observer.spin_for(1.0)  # let chunks already in flight arrive
+        observer.chunks.clear()
+        observer.spin_for(2.0)
+        assert observer.chunks == [], f"{case}: published {len(observer.chunks)} chunks"
+        status = observer.latest_status()
+        assert status.state == PolicyStatus.STATE_HOLDING and not status.acting
+        assert expected_reason in status.reason, status.reason
+        if expected_input:
+            assert status.input == expected_input, status.input
+        assert process.process.poll() is None, "policy_node died"
+    finally:
+        feed.set_faults()
+        observer.reset()
+    # Healthy input again: acting resumes.
+    assert observer.spin_until(
+        lambda: observer.latest_status().state == PolicyStatus.STATE_ACTING, timeout=20
+    ), observer.latest_status().reason
+
+
+def test_disable_holds_and_enable_resumes(acting):
+    observer, feed, process = acting
+    observer.enable(False)
+    observer.spin_for(0.8)
+    observer.chunks.clear()
+    observer.spin_for(1.5)
+    assert observer.chunks == []
+    assert observer.latest_status().reason == "disabled via ~/enable"
+    observer.enable(True)
+    assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=20)
+
+
+def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]:
+    process = start_policy_node(checkpoint_dir, name="refusing_policy")
+    observer = Observer(context, "refusing_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        accepted = observer.lifecycle.transition("configure")
+        state = observer.lifecycle.state()
+        assert observer.spin_until(lambda: observer.statuses, timeout=10)
+        assert process.process.poll() is None, "policy_node died on a bad checkpoint"
+        return accepted, state, observer.latest_status()
+    finally:
+        observer.close()
+        process.stop()
+
+
+def test_checkpoint_whose_inputs_are_not_configured_is_refused(context, tmp_path):
+    # A state-based checkpoint needs the object stream; object_topic is empty by default.
+    meta = image_shape_meta(cameras=(), low_dim={"robot0_eef_pos": 3, OBJECT_STATE: 10})
+    checkpoint = make_tiny_checkpoint(tmp_path / "state_ckpt", meta)
+    accepted, state, status = configure_refusal(context, checkpoint)
+    assert not accepted and state == "unconfigured"
+    assert "object_topic is empty" in status.reason and OBJECT_STATE in status.reason
+    assert status.input == str(checkpoint)
+
+
+def test_corrupt_checkpoint_is_refused_naming_the_file(context, checkpoint, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "policy.json").write_text((checkpoint / "policy.json").read_text())
+    weights = (checkpoint / "policy.safetensors").read_bytes()
+    (corrupt / "policy.safetensors").write_bytes(weights[: len(weights) // 2])
+    accepted, state, status = configure_refusal(context, corrupt)
+    assert not accepted and state == "unconfigured"
+    assert "policy.safetensors" in status.reason, status.reason
+    assert status.input == str(corrupt)
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_lifecycle_in_order_releases_memory_on_cleanup(context, tmp_path):
+    # A policy large enough (~64 MB of weights) that its release shows in the process's RSS.
+    checkpoint = make_tiny_checkpoint(
+        tmp_path / "big", image_shape_meta(cameras=()), unet=UnetConfig(down_dims=(256, 512, 1024))
+    )
+    weights_mb = os.path.getsize(checkpoint / "policy.safetensors") / 2**20
+    assert weights_mb > 100
+    process = start_policy_node(checkpoint, name="big_policy")
+    observer = Observer(context, "big_policy")
+    pid = process.process.pid
+    try:
+        lifecycle = observer.lifecycle
+        assert lifecycle.wait_for_services(60)
+        before = resident_mb(pid)
+        assert lifecycle.state() == "unconfigured"
+        assert lifecycle.transition("configure") and lifecycle.state() == "inactive"
+        loaded = resident_mb(pid)
+        assert lifecycle.transition("activate") and lifecycle.state() == "active"
+        assert lifecycle.transition("deactivate") and lifecycle.state() == "inactive"
+        assert lifecycle.transition("cleanup") and lifecycle.state() == "unconfigured"
+        released = resident_mb(pid)
+        # Loading grows the process by at least the weights; cleanup gives most of it back.
+        assert loaded - before > 0.8 * weights_mb, (before, loaded, weights_mb)
+        assert loaded - released > 0.7 * weights_mb, (before, loaded, released, weights_mb)
+        # Out-of-order transitions are refused.
+        assert not lifecycle.transition("activate")
+    finally:
+        observer.close()
+        process.stop()
