@@ -17,7 +17,7 @@ setup(
     version="0.1.0",
     package_dir={"": "src"},
     packages=find_packages("src", include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["graphs/*.yaml", "assets/*"]},
+    package_data={PACKAGE: ["graphs/*.yaml", "assets/**/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
