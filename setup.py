@@ -9,7 +9,10 @@ PACKAGE = "dp_ros"
 # One console script per node and per command, so `ros2 run dp_ros <name>` and the plain
 # command both work. Modules that are not written yet are added with the issue that writes them.
 CONSOLE_SCRIPTS = [
+    "dp-ros = dp_ros.launching.runner:main",
     "dp-ros-info = dp_ros.cli.info:main",
+    "policy_node = dp_ros.nodes.policy_node:main",
+    "sim_node = dp_ros.nodes.sim_node:main",
 ]
 
 setup(
