@@ -1,0 +1,814 @@
+"""The trainer: one `Trainer.run()` that calls small named steps, for every device set-up.
+
+    check_inputs    every input error (dataset, keys, shapes, output dir, resume point, hook)
+                    raised before a process is started or a weight is allocated
+    setup_fabric    Lightning Fabric: CPU, one GPU, N GPUs or several nodes (DDP), bf16 on GPU
+    setup_data      SequenceDataset split by episode; normaliser statistics from training only
+    setup_policy    make_policy + AdamW + warm-up/cosine schedule + EMA
+    restore         resume from a checkpoint exactly where it stopped (weights, optimiser,
+                    schedule, EMA, step, epoch, position in the epoch, random generators)
+    train           epochs of train_step; validate / save_checkpoint / evaluate at the cadence
+                    the config asks for
+    finish          loss-curve PNG, summary.json, a cross-rank weight check
+
+Checkpoints (output.dir/checkpoints/<name>/) hold the EMA weights as the policy (the contract's
+policy.safetensors + policy.json) plus the trainer state (see `dp_ros.train.state`):
+`epoch_NNNN` every `training.checkpoint_every_epochs`, `last` (always resumable) and `best`
+(policy only, by `training.best_metric`).
+
+Shapes: B batch, To obs steps, T horizon, Da action dim.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dp_ros.data.sequence import SequenceDataset
+from dp_ros.data.store import EpisodeStore, StoreError
+from dp_ros.keys import ACTION, is_image_key
+from dp_ros.policy import EMA, ConfigError, PolicyConfig, make_policy, save_policy, tiny_config
+from dp_ros.policy.checkpoint import CheckpointError, read_checkpoint_json
+from dp_ros.train import state as train_state
+from dp_ros.train.config import TrainConfig, TrainConfigError
+
+EvalHook = Callable[[Path], Mapping[str, float]]
+
+# Validation draws its noise from a fixed seed, so successive validation losses differ because
+# the model changed, not because the noise did; and it never touches the training generators.
+VALIDATION_SEED_OFFSET = 7_919
+# Each rank draws different diffusion noise and crops; rank r uses seed + r * this.
+RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run writes, under output.dir."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.root / "loss_curve.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A seeded shuffle per epoch, dealt out to ranks, that can start part-way into an epoch.
+
+    Every rank gets the same number of samples (the order wraps around to pad), so every rank
+    runs the same number of steps, which DDP needs. `skip` drops a rank's first samples: a run
+    resumed mid-epoch sees exactly the batches the stopped run had left.
+    """
+
+    def __init__(self, size: int, rank: int, world_size: int, seed: int, shuffle: bool) -> None:
+        self.size, self.rank, self.world_size = size, rank, world_size
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.skip = 0, 0
+
+    @property
+    def per_rank(self) -> int:
+        return math.ceil(self.size / self.world_size)
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        """Iterate epoch `epoch` from its `skip`-th sample on.
+
+        Not named `set_epoch`: Fabric calls a sampler's `set_epoch` with its own count of
+        iterations, which would undo the skip of a resumed epoch.
+        """
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.arange(self.size)
+        padded = order.repeat(math.ceil(self.per_rank * self.world_size / self.size))
+        mine = padded[: self.per_rank * self.world_size][self.rank :: self.world_size]
+        return iter(mine[self.skip :].tolist())
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.skip)
+
+
+class Trainer:
+    """Trains a Diffusion Policy on an episode store as `config` says. Use `run()`."""
+
+    def __init__(self, config: TrainConfig, eval_hook: EvalHook | None = None) -> None:
+        self.config = config
+        self.paths = RunPaths(Path(config.output.dir))
+        self._eval_hook = eval_hook
+        self.step = 0  # optimiser steps done
+        self.epoch = 0  # epochs done
+        self.batch_in_epoch = 0  # batches done in the current epoch
+        self.best_value: float | None = None
+        self._last_saved_step = -1
+        self._step_times: list[float] = []
+        self._wait_times: list[float] = []
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Check inputs, train, and return the run summary (the same on every rank)."""
+        self.check_inputs()
+        self.setup_fabric()
+        self.setup_data()
+        self.setup_policy()
+        self.restore()
+        self.open_logs()
+        try:
+            self.train()
+        finally:
+            self.close_logs()
+        return self.finish()
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def check_inputs(self) -> None:
+        """Raise TrainConfigError naming the first input that cannot work."""
+        self._check_output_dir()
+        store = self._open_dataset()
+        self.obs_keys = self._check_obs_keys(store)
+        self.shape_meta = self._dataset_shape_meta(store)
+        self._check_expected_shapes()
+        self.policy_config = self._build_policy_config()
+        self.resume_dir = self._check_resume_point()
+        if self._eval_hook is None and self.config.eval.hook:
+            self._eval_hook = resolve_eval_hook(self.config.eval.hook, self.config.eval.kwargs)
+
+    def _check_output_dir(self) -> None:
+        root = self.paths.root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write_probe.{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise TrainConfigError(
+                f"output.dir={str(root)!r} is not writable: {error.strerror or error}"
+            ) from error
+        existing = self.paths.checkpoints.is_dir() and any(self.paths.checkpoints.iterdir())
+        output = self.config.output
+        if existing and output.resume is None and not output.overwrite:
+            raise TrainConfigError(
+                f"output.dir={str(root)!r} already holds checkpoints: set output.resume=last to "
+                "continue that run, or output.overwrite=true to start over in it"
+            )
+
+    def _open_dataset(self) -> EpisodeStore:
+        path = Path(self.config.dataset.path)
+        if not path.exists():
+            raise TrainConfigError(f"dataset.path={str(path)!r} does not exist")
+        try:
+            store = EpisodeStore.open(path, mode="r")
+        except (StoreError, OSError) as error:
+            raise TrainConfigError(f"dataset.path={str(path)!r}: {error}") from error
+        if store.n_episodes == 0:
+            raise TrainConfigError(f"dataset.path={str(path)!r} is empty: no finished episodes")
+        return store
+
+    def _check_obs_keys(self, store: EpisodeStore) -> tuple[str, ...]:
+        dataset = self.config.dataset
+        if dataset.obs_keys is not None:
+            wanted, source = list(dataset.obs_keys), "dataset.obs_keys"
+        elif dataset.shape_meta is not None:
+            wanted, source = list(dataset.shape_meta.get("obs", {})), "dataset.shape_meta.obs"
+        else:
+            wanted, source = [k for k in store.keys if k != ACTION], "the dataset"
+        missing = [key for key in (*wanted, ACTION) if key not in store.keys]
+        if missing:
+            raise TrainConfigError(
+                f"{source} names key(s) {missing} that dataset {dataset.path} lacks "
+                f"(it has {list(store.keys)})"
+            )
+        if ACTION in wanted or not wanted:
+            raise TrainConfigError(f"{source}={wanted} must name observation keys, not 'action'")
+        return tuple(wanted)
+
+    def _dataset_shape_meta(self, store: EpisodeStore) -> dict[str, Any]:
+        """Shape meta read from the store's array shapes, without loading any frames."""
+        obs = {}
+        for key in self.obs_keys:
+            frame = store.array(key).shape[1:]
+            if is_image_key(key):
+                if len(frame) != 3:
+                    raise TrainConfigError(f"dataset key {key!r}: images must be (H, W, C)")
+                obs[key] = {"shape": [frame[2], frame[0], frame[1]], "type": "rgb"}
+            else:
+                if len(frame) != 1:
+                    raise TrainConfigError(f"dataset key {key!r}: low-dim frames must be (D,)")
+                obs[key] = {"shape": [frame[0]], "type": "low_dim"}
+        return {"obs": obs, "action": {"shape": list(store.array(ACTION).shape[1:])}}
+
+    def _check_expected_shapes(self) -> None:
+        expected = self.config.dataset.shape_meta
+        if expected is None:
+            return
+        got = self.shape_meta
+        for key, spec in expected.get("obs", {}).items():
+            want = list(spec.get("shape", []))
+            have = got["obs"].get(key, {}).get("shape")
+            if have != want:
+                raise TrainConfigError(
+                    f"dataset.shape_meta.obs.{key}.shape={want} does not match the dataset, "
+                    f"which has {have}"
+                )
+        want_action = list(expected.get("action", {}).get("shape", got["action"]["shape"]))
+        if want_action != got["action"]["shape"]:
+            raise TrainConfigError(
+                f"dataset.shape_meta.action.shape={want_action} does not match the dataset, "
+                f"which has {got['action']['shape']}"
+            )
+
+    def _build_policy_config(self) -> PolicyConfig:
+        """The preset, with the YAML's policy fields merged over it, on the dataset's shapes."""
+        overrides = dict(self.config.policy)
+        preset = overrides.pop("preset", "default")
+        try:
+            if preset == "tiny":
+                base = tiny_config(self.shape_meta).to_dict()
+            else:
+                base = PolicyConfig(shape_meta=self.shape_meta).to_dict()
+            merged = _deep_merge(base, overrides)
+            merged["shape_meta"] = self.shape_meta
+            return PolicyConfig.from_dict(merged)
+        except ConfigError as error:
+            raise TrainConfigError(f"policy: {error}") from error
+
+    def _check_resume_point(self) -> Path | None:
+        resume = self.config.output.resume
+        if resume is None:
+            return None
+        directory = self.paths.checkpoints / "last" if resume == "last" else Path(resume)
+        if not directory.is_dir():
+            raise TrainConfigError(f"output.resume={resume!r}: no checkpoint at {directory}")
+        for name in (train_state.STATE_JSON, train_state.STATE_TENSORS):
+            if not (directory / name).is_file():
+                raise TrainConfigError(
+                    f"output.resume={resume!r}: {directory} has no {name} (policy-only "
+                    "checkpoints such as 'best' cannot be resumed)"
+                )
+        try:
+            saved = read_checkpoint_json(directory)["config"]
+        except CheckpointError as error:
+            raise TrainConfigError(f"output.resume={resume!r}: {error}") from error
+        mine = self.policy_config.to_dict()
+        if saved != mine:
+            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+            raise TrainConfigError(
+                f"output.resume={resume!r}: the checkpoint's policy differs from this config "
+                f"in {diff} (shape meta or architecture changed)"
+            )
+        return directory
+
+    # ---- set-up ----------------------------------------------------------------------------
+
+    def setup_fabric(self) -> None:
+        """Start Lightning Fabric; with more than one process this launches the others."""
+        from lightning.fabric import Fabric
+
+        hw = self.config.fabric
+        accelerator = hw.accelerator
+        if accelerator == "auto":
+            accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+        accelerator = "cuda" if accelerator == "gpu" else accelerator
+        precision = hw.precision
+        if precision == "auto":
+            # bf16 autocast: the GPU's fast path without fp16's loss scaling.
+            precision = "bf16-mixed" if accelerator == "cuda" else "32-true"
+        strategy = hw.strategy
+        if strategy == "auto" and (hw.num_nodes > 1 or (hw.devices != "auto" and hw.devices > 1)):
+            strategy = "ddp"
+        self.fabric = Fabric(
+            accelerator=accelerator,
+            devices=hw.devices,
+            num_nodes=hw.num_nodes,
+            strategy=strategy,
+            precision=precision,
+        )
+        self.precision = precision
+        self.fabric.launch()
+        self.rank = self.fabric.global_rank
+        self.world_size = self.fabric.world_size
+        self.is_main = self.rank == 0
+
+    def setup_data(self) -> None:
+        dataset, training = self.config.dataset, self.config.training
+        self.train_set = SequenceDataset(
+            dataset.path,
+            horizon=self.policy_config.horizon,
+            n_obs_steps=self.policy_config.n_obs_steps,
+            n_action_steps=self.policy_config.n_action_steps,
+            obs_keys=self.obs_keys,
+            val_ratio=dataset.val_ratio,
+            seed=training.seed,
+            max_train_episodes=dataset.max_train_episodes,
+            image_cache_bytes=int(dataset.image_cache_gb * 1024**3),
+        )
+        self.val_set = self.train_set.get_validation_dataset()
+        self.stats = self.train_set.compute_stats()
+        self.train_sampler = EpochSampler(
+            len(self.train_set), self.rank, self.world_size, training.seed, shuffle=True
+        )
+        self.train_loader = self._loader(self.train_set, self.train_sampler, training.batch_size)
+        self.steps_per_epoch = math.ceil(self.train_sampler.per_rank / training.batch_size)
+        self.val_loader = None
+        if len(self.val_set) > 0:
+            sampler = EpochSampler(len(self.val_set), self.rank, self.world_size, 0, False)
+            batch = training.val_batch_size or training.batch_size
+            self.val_loader = self._loader(self.val_set, sampler, batch)
+
+    def _loader(self, dataset: SequenceDataset, sampler: EpochSampler, batch_size: int):
+        workers = self.config.training.num_workers
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.fabric.device.type == "cuda",
+            # Worker seeds come from this generator, not from the training generators.
+            generator=torch.Generator().manual_seed(self.config.training.seed),
+            persistent_workers=False,
+        )
+        return self.fabric.setup_dataloaders(loader, use_distributed_sampler=False)
+
+    def setup_policy(self) -> None:
+        optim, training = self.config.optim, self.config.training
+        torch.manual_seed(training.seed)  # the same initial weights on every rank
+        self.policy = make_policy(self.policy_config, self.stats)
+        optimizer = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=optim.lr,
+            betas=tuple(optim.betas),
+            eps=optim.eps,
+            weight_decay=optim.weight_decay,
+        )
+        self.model, self.optimizer = self.fabric.setup(self.policy, optimizer)
+        # compute_loss is the training forward: route it through DDP's gradient sync.
+        self.model.mark_forward_method("compute_loss")
+        self.ema = None
+        if self.config.ema.enabled:
+            ema = self.config.ema
+            self.ema = EMA(self.policy, ema.power, ema.max_decay, ema.min_decay)
+        self.total_steps = training.epochs * self.steps_per_epoch
+        self.lr_scheduler = _make_lr_scheduler(optimizer, optim, self.total_steps)
+        _seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
+
+    @property
+    def deploy_policy(self) -> torch.nn.Module:
+        """The weights checkpoints publish as the policy: the EMA when enabled."""
+        return self.ema.averaged if self.ema is not None else self.policy
+
+    def restore(self) -> None:
+        """Continue from `self.resume_dir` (checked in check_inputs), if any."""
+        if self.resume_dir is None:
+            return
+        tensors, document = train_state.load_state(self.resume_dir)
+        self.policy.load_state_dict(train_state.unprefixed("model", tensors), strict=True)
+        if self.ema is not None:
+            self.ema.load_state_dict(train_state.unprefixed("ema", tensors))
+        train_state.optimizer_from_flat(self.optimizer.optimizer, tensors, document["optimizer"])
+        self.lr_scheduler.load_state_dict(document["lr_scheduler"])
+        self.step = document["step"]
+        self.epoch = document["epoch"]
+        self.batch_in_epoch = document["batch_in_epoch"]
+        self.best_value = document["best"]["value"]
+        self._last_saved_step = self.step
+        same_layout = document["world_size"] == self.world_size
+        if not (same_layout and train_state.load_rng(self.resume_dir, self.rank)):
+            # Another process count: the old generators do not map onto these ranks.
+            _seed_everything(self.config.training.seed + RANK_SEED_STRIDE * self.rank + self.step)
+            if not same_layout:
+                self.batch_in_epoch = 0  # the epoch's split differs; restart the epoch
+                self.fabric.print(
+                    f"resuming with {self.world_size} processes instead of "
+                    f"{document['world_size']}: random streams and epoch position restart"
+                )
+
+    # ---- logging ---------------------------------------------------------------------------
+
+    def open_logs(self) -> None:
+        self._writer = None
+        self._bar = None
+        if not self.is_main:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.paths.tensorboard), purge_step=self.step or None)
+        self._truncate_metrics(self.step)
+        self.paths.config.write_text(json.dumps(self.config.to_dict(), indent=1))
+        total = min(self.total_steps, self.config.training.max_steps or self.total_steps)
+        self._bar = tqdm(
+            total=total,
+            initial=min(self.step, total),
+            unit="step",
+            dynamic_ncols=True,
+            disable=not self.config.training.progress_bar,
+        )
+
+    def close_logs(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def log(self, metrics: Mapping[str, float]) -> None:
+        """One row of metrics at the current step: TensorBoard and metrics.jsonl (rank 0)."""
+        if not self.is_main or not metrics:
+            return
+        for name, value in metrics.items():
+            self._writer.add_scalar(name, value, self.step)
+        row = {"step": self.step, "epoch": self.epoch, **metrics}
+        with open(self.paths.metrics, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows past `step` (a resumed run rewrites them), or all rows on a fresh run."""
+        path = self.paths.metrics
+        if not path.is_file():
+            return
+        rows = read_metrics(path) if step else []
+        kept = [row for row in rows if row["step"] <= step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+
+    # ---- training --------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Epochs until training.epochs or training.max_steps; ends with a `last` checkpoint."""
+        epochs = self.config.training.epochs
+        if self.step == 0 and self.config.training.val_at_start:
+            self.log(self.validate())  # the untrained baseline of the validation curve
+        while self.epoch < epochs and not self._reached_max_steps():
+            if not self.train_epoch():
+                break  # max_steps reached part-way through the epoch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.end_of_epoch()
+        if self._last_saved_step != self.step:
+            self.save_checkpoint("last")
+
+    def _reached_max_steps(self) -> bool:
+        max_steps = self.config.training.max_steps
+        return max_steps is not None and self.step >= max_steps
+
+    def train_epoch(self) -> bool:
+        """The rest of the current epoch; False when max_steps stopped it early."""
+        batch_size = self.config.training.batch_size
+        self.train_sampler.start(self.epoch, skip=self.batch_in_epoch * batch_size)
+        self.model.train()
+        losses: list[torch.Tensor] = []
+        batches = iter(self.train_loader)
+        while self.batch_in_epoch < self.steps_per_epoch:
+            started = time.perf_counter()
+            batch = next(batches)
+            waited = time.perf_counter() - started
+            losses.append(self.train_step(batch))
+            self.batch_in_epoch += 1
+            self.step += 1
+            self._record_speed(waited, time.perf_counter() - started)
+            if self.step % self.config.training.log_every_steps == 0:
+                self.log_train(losses)
+                losses = []
+            if self._reached_max_steps() and self.batch_in_epoch < self.steps_per_epoch:
+                return False
+        if losses:
+            self.log_train(losses)
+        return True
+
+    def train_step(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """One optimiser step on one batch; returns the (detached) loss."""
+        loss = self.model.compute_loss(batch)
+        self.fabric.backward(loss)
+        clip = self.config.optim.grad_clip_norm
+        if clip is not None:
+            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.policy)
+        return loss.detach()
+
+    def _record_speed(self, waited: float, total: float) -> None:
+        self._wait_times.append(waited)
+        self._step_times.append(total)
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def log_train(self, losses: list[torch.Tensor]) -> None:
+        """Mean loss over the last steps and all ranks, learning rate and speed."""
+        loss = self.fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean")
+        recent = self._step_times[-len(losses) :]
+        samples = self.config.training.batch_size * self.world_size
+        metrics = {
+            "train/loss": float(loss),
+            "train/lr": float(self.lr_scheduler.get_last_lr()[0]),
+            "perf/samples_per_s": samples * len(recent) / max(sum(recent), 1e-9),
+            "perf/data_wait_frac": sum(self._wait_times[-len(losses) :]) / max(sum(recent), 1e-9),
+        }
+        if self._bar is not None:
+            self._bar.set_postfix(
+                loss=f"{metrics['train/loss']:.4f}",
+                lr=f"{metrics['train/lr']:.2e}",
+                samples_s=f"{metrics['perf/samples_per_s']:.0f}",
+            )
+        self.log(metrics)
+
+    def end_of_epoch(self) -> None:
+        """Validation, checkpoints and the evaluation hook, each at its own cadence."""
+        training, final = self.config.training, self.epoch == self.config.training.epochs
+        metrics: dict[str, float] = {}
+        if self.epoch % training.val_every_epochs == 0 or final:
+            metrics.update(self.validate())
+        hook_due = self._eval_hook is not None and (
+            self.epoch % self.config.eval.every_epochs == 0 or final
+        )
+        if self.epoch % training.checkpoint_every_epochs == 0 or final or hook_due:
+            saved = self.save_checkpoint(f"epoch_{self.epoch:04d}")
+            self.link_checkpoint(saved, "last")
+            if hook_due:
+                metrics.update(self.evaluate(saved))
+        self.log(metrics)
+        self.update_best(metrics)
+
+    # ---- validation and evaluation ---------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Diffusion loss and sampled-action MSE of the deployed (EMA) policy on held-out data."""
+        if self.val_loader is None:
+            return {}
+        model, training = self.deploy_policy, self.config.training
+        model.eval()
+        losses, mses = [], []
+        cuda = self.fabric.device.type == "cuda"
+        devices = [self.fabric.device.index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices), self.fabric.autocast():
+            torch.manual_seed(training.seed + VALIDATION_SEED_OFFSET + self.rank)
+            for index, batch in enumerate(self.val_loader):
+                if training.val_max_batches is not None and index >= training.val_max_batches:
+                    break
+                losses.append(model.compute_loss(batch).float())
+                if index < training.action_mse_batches:
+                    predicted = model.predict_action(batch["obs"])["action_pred"]
+                    mses.append(F.mse_loss(predicted.float(), batch["action"].float()))
+        loss = self.fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean")
+        metrics = {"val/loss": float(loss)}
+        if mses:
+            mse = self.fabric.all_reduce(torch.stack(mses).mean(), reduce_op="mean")
+            metrics["val/action_mse"] = float(mse)
+        return metrics
+
+    def evaluate(self, checkpoint: Path) -> dict[str, float]:
+        """Run the evaluation hook on a saved checkpoint (rank 0; the others wait)."""
+        results: dict[str, float] = {}
+        if self.is_main:
+            with torch.random.fork_rng(devices=[]):
+                raw = self._eval_hook(checkpoint)
+            for name, value in dict(raw).items():
+                results[name if "/" in name else f"eval/{name}"] = float(value)
+        self.fabric.barrier()
+        return self.fabric.broadcast(results, src=0)
+
+    def update_best(self, metrics: Mapping[str, float]) -> None:
+        """Save the policy as `best` when the chosen metric improved."""
+        training = self.config.training
+        value = metrics.get(training.best_metric)
+        if value is None:
+            return
+        better = self.best_value is None or (
+            value < self.best_value if training.best_mode == "min" else value > self.best_value
+        )
+        if better:
+            self.best_value = value
+            self.save_checkpoint("best", policy_only=True, metrics=metrics)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def save_checkpoint(
+        self, name: str, policy_only: bool = False, metrics: Mapping[str, float] | None = None
+    ) -> Path:
+        """Write checkpoints/<name>/ (staged, then moved into place); all ranks call this."""
+        final = self.paths.checkpoints / name
+        staging = self.paths.checkpoints / f".staging-{name}"
+        if self.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        self.fabric.barrier()
+        if not policy_only:
+            train_state.save_rng(staging, self.rank)
+        if self.is_main:
+            save_policy(self.deploy_policy, staging, self._policy_metadata(metrics))
+            if not policy_only:
+                tensors, document = self._trainer_state()
+                train_state.save_state(staging, tensors, document)
+        self.fabric.barrier()
+        if self.is_main:
+            train_state.publish_directory(staging, final)
+        self.fabric.barrier()
+        if not policy_only:
+            self._last_saved_step = self.step
+        return final
+
+    def link_checkpoint(self, source: Path, name: str) -> None:
+        """Publish `source` again as `name` with hard links (no second copy of the weights)."""
+        if self.is_main:
+            staging = self.paths.checkpoints / f".staging-{name}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            for file in source.iterdir():
+                try:
+                    os.link(file, staging / file.name)
+                except OSError:
+                    shutil.copy2(file, staging / file.name)
+            train_state.publish_directory(staging, self.paths.checkpoints / name)
+        self.fabric.barrier()
+
+    def _trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = train_state.prefixed("model", self.policy.state_dict())
+        if self.ema is not None:
+            tensors.update(train_state.prefixed("ema", self.ema.state_dict()))
+        optimizer_tensors, optimizer_document = train_state.optimizer_to_flat(
+            self.optimizer.optimizer
+        )
+        tensors.update(optimizer_tensors)
+        training = self.config.training
+        document = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "world_size": self.world_size,
+            "best": {
+                "metric": training.best_metric,
+                "mode": training.best_mode,
+                "value": self.best_value,
+            },
+            "optimizer": optimizer_document,
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "train_config": self.config.to_dict(),
+        }
+        return tensors, document
+
+    def _policy_metadata(self, metrics: Mapping[str, float] | None) -> dict[str, Any]:
+        return {
+            "trainer": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "ema": self.ema is not None,
+                "dataset": str(self.config.dataset.path),
+                "train_episodes": self.train_set.train_episodes.tolist(),
+                "val_episodes": self.train_set.val_episodes.tolist(),
+                "metrics": dict(metrics or {}),
+            }
+        }
+
+    # ---- the end ---------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """Loss curve, summary.json and a check that every rank holds the same weights."""
+        checksums = self.fabric.all_gather(_weights_checksum(self.policy)).reshape(-1, 2)
+        waits, steps = np.array(self._wait_times), np.array(self._step_times)
+        samples = self.config.training.batch_size * self.world_size
+        summary = {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "world_size": self.world_size,
+            "precision": self.precision,
+            "best": {"metric": self.config.training.best_metric, "value": self.best_value},
+            "checkpoints": str(self.paths.checkpoints),
+            "rank_weight_checksums": checksums.cpu().tolist(),
+            "samples_per_s_median": float(samples / np.median(steps)) if steps.size else None,
+            "data_wait_s_median": float(np.median(waits)) if waits.size else None,
+            "step_s_median": float(np.median(steps)) if steps.size else None,
+        }
+        if self.is_main:
+            rows = read_metrics(self.paths.metrics) if self.paths.metrics.is_file() else []
+            summary["final_metrics"] = _latest_values(rows)
+            plot_loss_curve(rows, self.paths.loss_curve)
+            train_state.atomic_write_text(self.paths.summary, json.dumps(summary, indent=1))
+        self.fabric.barrier()
+        return summary
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def resolve_eval_hook(spec: str, kwargs: Mapping[str, Any]) -> EvalHook:
+    """Import the factory named "package.module.function" (or "...:function") and call it."""
+    module_name, _, attribute = spec.replace(":", ".").rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise TrainConfigError(f"eval.hook={spec!r} cannot be imported: {error}") from error
+    hook = factory(**kwargs)
+    if not callable(hook):
+        raise TrainConfigError(f"eval.hook={spec!r} returned {hook!r}, not a callable")
+    return hook
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss_curve(rows: list[Mapping[str, Any]], path: Path) -> None:
+    """Training loss per step and validation loss per epoch, log scale, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name, style in (("train/loss", "-"), ("val/loss", "o-")):
+        points = [(row["step"], row[name]) for row in rows if name in row]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axis.plot(steps, values, style, label=name, markersize=3)
+    axis.set_xlabel("optimiser step")
+    axis.set_ylabel("diffusion loss (MSE)")
+    if any(name in row for row in rows for name in ("train/loss", "val/loss")):
+        axis.set_yscale("log")
+        axis.legend()
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _latest_values(rows: list[Mapping[str, Any]]) -> dict[str, float]:
+    latest: dict[str, float] = {}
+    for row in rows:
+        latest.update({k: v for k, v in row.items() if k not in ("step", "epoch")})
+    return latest
+
+
+def _make_lr_scheduler(optimizer, optim, total_steps: int):
+    from diffusers.optimization import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+    )
+
+    if optim.schedule == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
+    return get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _weights_checksum(module: torch.nn.Module) -> torch.Tensor:
+    """(sum, sum of squares) of all parameters in float64: equal on ranks that agree."""
+    total = torch.zeros(2, dtype=torch.float64, device=next(module.parameters()).device)
+    for parameter in module.parameters():
+        data = parameter.detach().double()
+        total[0] += data.sum()
+        total[1] += (data * data).sum()
+    return total
+
+
+def _deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
