@@ -1,0 +1,183 @@
+"""Diffusion Policy: obs history -> action chunk by iterative denoising (Chi et al., RSS 2023).
+
+Training: noise the normalised action chunk at a random diffusion step and regress the noise
+(epsilon) given the step and the observation features. Inference: start from Gaussian noise
+and run the sampler's reverse steps, conditioned on the observations, then unnormalise.
+
+Shapes: B batch, To obs steps, T horizon, Ta executed steps, Da action dim, F obs feature.
+A batch is ``{"obs": {key: (B, To, ...)}, "action": (B, T, Da)}``; images are uint8 or float
+(B, To, C, H, W), low-dim float (B, To, D).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dp_ros.policy.config import PolicyConfig
+from dp_ros.policy.normalizer import Normalizer, Stats
+from dp_ros.policy.schedulers import make_sampler, make_train_scheduler
+from dp_ros.policy.transformer import TransformerDenoiser
+from dp_ros.policy.unet import ConditionalUnet1D
+from dp_ros.policy.vision import ObsEncoder
+
+
+class DiffusionPolicy(nn.Module):
+    """Observation encoder + denoiser + normaliser, built from a ``PolicyConfig``."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        meta = config.shape_meta
+        self.normalizer = Normalizer(meta)
+        self.obs_encoder = ObsEncoder(meta, config.encoder)
+        F_obs = self.obs_encoder.feature_dim
+        if config.denoiser == "unet":
+            # DP-C conditions on the whole obs history flattened: G = To * F.
+            self.denoiser: nn.Module = ConditionalUnet1D(
+                meta.action_dim, config.n_obs_steps * F_obs, config.unet
+            )
+        else:
+            self.denoiser = TransformerDenoiser(
+                meta.action_dim, F_obs, config.horizon, config.n_obs_steps, config.transformer
+            )
+        self.train_scheduler = make_train_scheduler(config.noise)
+        self._samplers: dict[str, object] = {}
+
+    # ---------------------------------------------------------------------------------------
+    # Properties
+    # ---------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def n_obs_steps(self) -> int:
+        return self.config.n_obs_steps
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.config.n_action_steps
+
+    def set_normalizer(self, stats: Stats) -> None:
+        """Fit the normaliser from dataset statistics (min-max to [-1, 1])."""
+        self.normalizer.fit(stats)
+
+    def to_compute_dtype(self, dtype: torch.dtype) -> DiffusionPolicy:
+        """Convert encoder and denoiser weights (e.g. to bf16) and keep the normaliser float32.
+
+        Halves CPU latency (DDIM-16 0.69 s -> 0.33 s, DESIGN.md) without an autocast context,
+        which inside ``inference_mode`` would re-cast every weight on every call.
+        """
+        self.obs_encoder.to(dtype)
+        self.denoiser.to(dtype)
+        return self
+
+    # ---------------------------------------------------------------------------------------
+    # Shared steps
+    # ---------------------------------------------------------------------------------------
+
+    def encode_obs(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Raw obs {key: (B, >=To, ...)} -> condition: (B, To*F) for the U-Net, (B, To, F)
+        tokens for the transformer. Only the first To steps are used."""
+        To = self.n_obs_steps
+        nobs = self.normalizer.normalize_obs(
+            {k: obs[k][:, :To] for k in self.config.shape_meta.obs_keys}
+        )
+        features = self.obs_encoder(nobs)  # (B, To, F)
+        if self.config.denoiser == "unet":
+            return features.reshape(features.shape[0], -1)
+        return features
+
+    def compute_loss(self, batch: Mapping[str, object]) -> torch.Tensor:
+        """Epsilon-prediction MSE for one batch; a scalar tensor."""
+        obs = batch["obs"]
+        action = batch["action"]
+        assert isinstance(obs, Mapping) and isinstance(action, torch.Tensor)
+        cond = self.encode_obs(obs)
+        target_action = self.normalizer.normalize_action(action.float())
+        B = target_action.shape[0]
+        noise = torch.randn_like(target_action)
+        steps = torch.randint(
+            0, self.config.noise.num_train_timesteps, (B,), device=target_action.device
+        )
+        noisy = self.train_scheduler.add_noise(target_action, noise, steps)
+        prediction = self.denoiser(noisy, steps, cond)
+        if self.config.noise.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = target_action
+        return F.mse_loss(prediction.float(), target)
+
+    # ---------------------------------------------------------------------------------------
+    # Inference
+    # ---------------------------------------------------------------------------------------
+
+    def _sampler(self, name: str):
+        if name not in self._samplers:
+            self._samplers[name] = make_sampler(self.config.noise, name)
+        return self._samplers[name]
+
+    def sample_normalized(
+        self,
+        cond: torch.Tensor,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+    ) -> torch.Tensor:
+        """Run the reverse process from noise given the condition: -> (B, T, Da) in [-1, 1]."""
+        B = cond.shape[0]
+        scheduler = self._sampler(sampler or self.config.sampler.name)
+        steps = num_inference_steps or self.config.sampler.num_inference_steps
+        scheduler.set_timesteps(steps, device=cond.device)
+        shape = (B, self.horizon, self.config.shape_meta.action_dim)
+        trajectory = torch.randn(shape, generator=generator, device=cond.device)
+        for t in scheduler.timesteps:
+            model_output = self.denoiser(trajectory, t, cond)
+            trajectory = scheduler.step(
+                model_output.float(), t, trajectory, generator=generator
+            ).prev_sample
+        return trajectory
+
+    def predict_action(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Obs {key: (B, To, ...)} -> {"action_pred": (B, T, Da), "action": (B, Ta, Da)}.
+
+        ``action`` is the executed slice ``action_pred[:, To-1 : To-1+Ta]``: the first action
+        of the chunk that lies at or after the latest observation. Call under ``no_grad`` or
+        ``inference_mode``; pass a seeded ``torch.Generator`` for reproducible samples.
+        """
+        cond = self.encode_obs(obs)
+        normalized = self.sample_normalized(cond, generator, num_inference_steps, sampler)
+        action_pred = self.normalizer.unnormalize_action(normalized.float())
+        start = self.n_obs_steps - 1
+        return {
+            "action_pred": action_pred,
+            "action": action_pred[:, start : start + self.n_action_steps],
+        }
+
+
+def make_policy(config: PolicyConfig, stats: Stats | None = None) -> DiffusionPolicy:
+    """Build a policy; with ``stats`` the normaliser is fitted, else it is the identity."""
+    policy = DiffusionPolicy(config)
+    if stats is not None:
+        policy.set_normalizer(stats)
+    return policy
+
+
+def count_parameters(module: nn.Module) -> int:
+    return int(sum(np.prod(p.shape) for p in module.parameters()))
