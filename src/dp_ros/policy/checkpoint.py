@@ -1,0 +1,199 @@
+"""Policy checkpoints: a directory with ``policy.safetensors`` and ``policy.json``.
+
+The JSON holds the format version, the policy config (shape meta included), the normaliser
+statistics, the SHA-256 of the weights file and free-form metadata. Weights are safetensors, so
+loading never unpickles (no ``torch.load``). Loading refuses, with a ``CheckpointError`` naming
+what is wrong: an unknown format version, a config that does not validate, a missing or
+unexpected tensor, a shape or dtype that does not match the config, a weights file whose hash
+differs from the one recorded, and normaliser tensors that disagree with the recorded statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dp_ros.policy.config import ConfigError, PolicyConfig
+from dp_ros.policy.normalizer import stats_from_jsonable, stats_to_jsonable, validate_stats
+from dp_ros.policy.policy import DiffusionPolicy, make_policy
+
+FORMAT_NAME = "dp_ros.policy"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "policy.safetensors"
+META_FILE = "policy.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not match the policy it claims to hold."""
+
+
+def save_policy(
+    policy: DiffusionPolicy, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``path/policy.safetensors`` and ``path/policy.json``; returns the directory.
+
+    Weights are saved as float32 whatever dtype the policy computes in, so a checkpoint does
+    not depend on how the runner that produced it was configured. Each file is written to a
+    temporary name and renamed, so a crash never leaves a half-written checkpoint.
+    """
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: tensor.detach()
+        .to("cpu", torch.float32 if tensor.is_floating_point() else None)
+        .contiguous()
+        .clone()
+        for name, tensor in policy.state_dict().items()
+    }
+    weights_path = directory / WEIGHTS_FILE
+    _atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp)))
+    stats = policy.normalizer.stats
+    document = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": policy.config.to_dict(),
+        "normalizer_stats": stats_to_jsonable(stats) if stats else None,
+        "weights_sha256": _sha256(weights_path),
+        "metadata": dict(metadata or {}),
+    }
+    text = json.dumps(document, indent=2, sort_keys=False)
+    _atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return directory
+
+
+def read_checkpoint_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``policy.json`` of a checkpoint directory, format checked."""
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(
+            f"{meta_path}: missing (a checkpoint is a directory with {META_FILE})"
+        )
+    try:
+        document = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{meta_path}: 'format' is not {FORMAT_NAME!r}")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path}: format_version={version!r} is not supported (this code reads "
+            f"{FORMAT_VERSION})"
+        )
+    return document
+
+
+def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> DiffusionPolicy:
+    """Rebuild the policy from a checkpoint directory, in eval mode on ``device``."""
+    directory = Path(path)
+    document = read_checkpoint_json(directory)
+    config = _config_from(document, directory)
+    policy = make_policy(config)
+    stats = _stats_from(document, config, directory)
+    if stats is not None:
+        policy.normalizer.stats = stats
+    tensors = _read_weights(directory, document)
+    _check_tensors(policy, tensors, directory)
+    policy.load_state_dict(tensors, strict=True)
+    if stats is not None:
+        _check_normalizer(policy, directory)
+    return policy.to(device).eval()
+
+
+def _config_from(document: Mapping[str, Any], directory: Path) -> PolicyConfig:
+    try:
+        return PolicyConfig.from_dict(document["config"])
+    except KeyError as exc:
+        raise CheckpointError(f"{directory / META_FILE}: missing field {exc}") from exc
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{directory / META_FILE}: bad config: {exc}") from exc
+
+
+def _stats_from(document: Mapping[str, Any], config: PolicyConfig, directory: Path):
+    raw = document.get("normalizer_stats")
+    if raw is None:
+        return None
+    try:
+        return validate_stats(stats_from_jsonable(raw), config.shape_meta)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{directory / META_FILE}: bad normalizer_stats: {exc}") from exc
+
+
+def _read_weights(directory: Path, document: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing")
+    recorded = document.get("weights_sha256")
+    if recorded is not None and recorded != _sha256(weights_path):
+        raise CheckpointError(
+            f"{weights_path}: corrupt (SHA-256 differs from the one recorded in {META_FILE})"
+        )
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from exc
+
+
+def _check_tensors(
+    policy: DiffusionPolicy, tensors: Mapping[str, torch.Tensor], directory: Path
+) -> None:
+    expected = policy.state_dict()
+    where = directory / WEIGHTS_FILE
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{where}: missing tensors {missing[:5]} ({len(missing)} in all)")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise CheckpointError(
+            f"{where}: unexpected tensors {unexpected[:5]} ({len(unexpected)} in all); the "
+            "config does not describe these weights"
+        )
+    for name, tensor in tensors.items():
+        want = expected[name]
+        if tuple(tensor.shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has shape {tuple(tensor.shape)}, the config expects "
+                f"{tuple(want.shape)}"
+            )
+        if tensor.is_floating_point() != want.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {name!r} has dtype {tensor.dtype}")
+
+
+def _check_normalizer(policy: DiffusionPolicy, directory: Path) -> None:
+    """The saved affine maps must be those the recorded statistics give."""
+    loaded = {k: v.clone() for k, v in policy.normalizer.state_dict().items()}
+    policy.normalizer.fit(policy.normalizer.stats)
+    for name, value in policy.normalizer.state_dict().items():
+        if not torch.allclose(value, loaded[name], rtol=1e-6, atol=1e-6):
+            raise CheckpointError(
+                f"{directory}: normaliser tensor {name!r} disagrees with normalizer_stats in "
+                f"{META_FILE}"
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
