@@ -90,7 +90,7 @@ def test_training_lowers_validation_loss_and_writes_everything(tmp_path, low_dim
         training__val_every_epochs=4,
         training__checkpoint_every_epochs=6,
         training__log_every_steps=5,
-        ema__power=0.9,
+        ema__power=0.6,
         eval__hook="dp_ros.train.hooks.make_offline_eval_hook",
         eval__kwargs={"dataset_path": str(low_dim_store), "n_windows": 4},
         eval__every_epochs=12,
@@ -163,3 +163,19 @@ def test_two_process_ddp_on_cpu_keeps_ranks_in_step(tmp_path, low_dim_store):
     assert checksums.shape == (2, 2)
     np.testing.assert_array_equal(checksums[0], checksums[1])
     assert len(rows_with(out / "metrics.jsonl", "train/loss")) == 4
+
+
+def test_resume_points_that_cannot_work(tmp_path, low_dim_store, make_config):
+    out = tmp_path / "run"
+    Trainer(make_config(low_dim_store, out, training__epochs=1)).run()
+    with pytest.raises(TrainConfigError, match="already holds checkpoints: set output.resume"):
+        Trainer(make_config(low_dim_store, out)).run()
+    best = str(out / "checkpoints" / "best")
+    with pytest.raises(TrainConfigError, match="has no trainer_state.json .*cannot be resumed"):
+        Trainer(make_config(low_dim_store, out, output__resume=best)).run()
+    with pytest.raises(TrainConfigError, match=r"policy differs from this config in \['horizon'"):
+        Trainer(make_config(low_dim_store, out, output__resume="last", policy__horizon=16)).run()
+    with pytest.raises(TrainConfigError, match="no checkpoint at"):
+        Trainer(make_config(low_dim_store, out, output__resume=str(tmp_path / "nothing"))).run()
+    with pytest.raises(TrainConfigError, match=r"eval\.hook='dp_ros\.nothing\.make' cannot be"):
+        Trainer(make_config(low_dim_store, tmp_path / "b", eval__hook="dp_ros.nothing.make")).run()

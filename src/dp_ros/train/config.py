@@ -187,6 +187,7 @@ class OutputConfig:
     dir: str = "outputs/train"
     resume: str | None = None  # "last", or a checkpoint directory
     overwrite: bool = False  # allow a fresh run into a directory that has checkpoints
+    final_checkpoint: bool = True  # false: no `last` at the end (benchmarks; not resumable)
 
     def __post_init__(self) -> None:
         _check(bool(self.dir), self.SECTION, "dir", self.dir, "is required")

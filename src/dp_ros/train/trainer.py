@@ -3,6 +3,7 @@
     check_inputs    every input error (dataset, keys, shapes, output dir, resume point, hook)
                     raised before a process is started or a weight is allocated
     setup_fabric    Lightning Fabric: CPU, one GPU, N GPUs or several nodes (DDP), bf16 on GPU
+    prepare_output  clear an old run's files when output.overwrite asks for it
     setup_data      SequenceDataset split by episode; normaliser statistics from training only
     setup_policy    make_policy + AdamW + warm-up/cosine schedule + EMA
     restore         resume from a checkpoint exactly where it stopped (weights, optimiser,
@@ -136,8 +137,8 @@ class Trainer:
         self.batch_in_epoch = 0  # batches done in the current epoch
         self.best_value: float | None = None
         self._last_saved_step = -1
-        self._step_times: list[float] = []
-        self._wait_times: list[float] = []
+        self.step_times: list[float] = []  # seconds per step, data wait included
+        self.wait_times: list[float] = []  # seconds per step spent waiting for the batch
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -145,6 +146,7 @@ class Trainer:
         """Check inputs, train, and return the run summary (the same on every rank)."""
         self.check_inputs()
         self.setup_fabric()
+        self.prepare_output()
         self.setup_data()
         self.setup_policy()
         self.restore()
@@ -325,6 +327,15 @@ class Trainer:
         self.world_size = self.fabric.world_size
         self.is_main = self.rank == 0
 
+    def prepare_output(self) -> None:
+        """With output.overwrite on a fresh run, clear the old run's files (rank 0, once)."""
+        if self.is_main and self.resume_dir is None and self.config.output.overwrite:
+            for directory in (self.paths.checkpoints, self.paths.tensorboard):
+                shutil.rmtree(directory, ignore_errors=True)
+            for file in (self.paths.metrics, self.paths.summary, self.paths.loss_curve):
+                file.unlink(missing_ok=True)
+        self.fabric.barrier()
+
     def setup_data(self) -> None:
         dataset, training = self.config.dataset, self.config.training
         self.train_set = SequenceDataset(
@@ -477,7 +488,7 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
             self.end_of_epoch()
-        if self._last_saved_step != self.step:
+        if self._last_saved_step != self.step and self.config.output.final_checkpoint:
             self.save_checkpoint("last")
 
     def _reached_max_steps(self) -> bool:
@@ -503,6 +514,8 @@ class Trainer:
                 self.log_train(losses)
                 losses = []
             if self._reached_max_steps() and self.batch_in_epoch < self.steps_per_epoch:
+                if losses:
+                    self.log_train(losses)
                 return False
         if losses:
             self.log_train(losses)
@@ -523,21 +536,21 @@ class Trainer:
         return loss.detach()
 
     def _record_speed(self, waited: float, total: float) -> None:
-        self._wait_times.append(waited)
-        self._step_times.append(total)
+        self.wait_times.append(waited)
+        self.step_times.append(total)
         if self._bar is not None:
             self._bar.update(1)
 
     def log_train(self, losses: list[torch.Tensor]) -> None:
         """Mean loss over the last steps and all ranks, learning rate and speed."""
         loss = self.fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean")
-        recent = self._step_times[-len(losses) :]
+        recent = self.step_times[-len(losses) :]
         samples = self.config.training.batch_size * self.world_size
         metrics = {
             "train/loss": float(loss),
             "train/lr": float(self.lr_scheduler.get_last_lr()[0]),
             "perf/samples_per_s": samples * len(recent) / max(sum(recent), 1e-9),
-            "perf/data_wait_frac": sum(self._wait_times[-len(losses) :]) / max(sum(recent), 1e-9),
+            "perf/data_wait_frac": sum(self.wait_times[-len(losses) :]) / max(sum(recent), 1e-9),
         }
         if self._bar is not None:
             self._bar.set_postfix(
@@ -700,7 +713,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Loss curve, summary.json and a check that every rank holds the same weights."""
         checksums = self.fabric.all_gather(_weights_checksum(self.policy)).reshape(-1, 2)
-        waits, steps = np.array(self._wait_times), np.array(self._step_times)
+        waits, steps = np.array(self.wait_times), np.array(self.step_times)
         samples = self.config.training.batch_size * self.world_size
         summary = {
             "steps": self.step,
