@@ -17,12 +17,15 @@ observation stamped t0 even when it arrived before the start did.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dp_ros.data.store import EpisodeStore, StoreError
 from dp_ros.recording.assembler import (
     AssembledEpisode,
     AssemblyConfig,
@@ -163,3 +166,42 @@ def finish(episode: EpisodeSteps) -> FinishedEpisode:
         return FinishedEpisode(episode, episode.assemble())
     except IncompleteEpisodeError as error:
         return FinishedEpisode(episode, None, str(error))
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What became of a finished episode (the StopEpisode response carries the same)."""
+
+    saved: bool
+    message: str
+    index: int = -1  # its index in the store when saved
+    frames: int = 0
+
+
+def save_finished(
+    store: EpisodeStore, finished: FinishedEpisode, keep_failed: bool, **extra: Any
+) -> SaveResult:
+    """Append a finished episode to `store`, unless it was refused or failed (and not kept).
+
+    `extra` is added to the episode's metadata. A store that refuses the episode (keys or shapes
+    unlike the stored ones) is reported, not raised: the recorder keeps running.
+    """
+    if finished.assembled is None:
+        return SaveResult(False, finished.error)
+    episode = finished.assembled
+    frames = episode.report.steps
+    if finished.metadata.get("success") is False and not keep_failed:
+        return SaveResult(False, f"not saved: unsuccessful episode ({frames} steps)", -1, frames)
+    metadata = {**episode.metadata, **extra}
+    try:
+        index = store.append_episode(episode.arrays, metadata)
+    except StoreError as error:
+        return SaveResult(False, f"the store refused the episode: {error}", -1, frames)
+    return SaveResult(True, f"saved episode {index}: {episode.report.summary()}", index, frames)
+
+
+def open_store(path: str | os.PathLike, create: bool = True) -> EpisodeStore:
+    """The store at `path` opened for appending; created first when missing and `create`."""
+    if not Path(path).exists() and create:
+        return EpisodeStore.create(path)
+    return EpisodeStore.open(path, mode="a")

@@ -1,0 +1,385 @@
+"""dp-bag-to-store: demonstrations recorded with `ros2 bag record` -> an episode store.
+
+    dp-bag-to-store BAG STORE [--topics agentview=/cam/image ...] [--keys ...] [--keep-failed]
+
+Reads rosbag2 (MCAP or sqlite3) with the `rosbags` library (no ROS install needed), decodes
+every message with the decoders recorder_node uses (dp_ros.recording.decode) and assembles
+episodes with the same RecordingSession, so a bag and a live recording of the same messages give
+the same store.
+
+Episode boundaries, in order of preference:
+
+1. `/recorder/episode_marker` (dp_msgs/EpisodeOutcome, written by recorder_node): reason
+   "start" opens an episode at header.stamp (task = `task`, operator = header.frame_id), "stop"
+   closes it there (success = `success`), "discard" drops the open episode.
+2. `/sim/episode_outcome`: each outcome, stamped S, ends the episode running up to S (success
+   from the outcome) and begins the next one at S (the instant of the reset observation). The
+   steps before the first outcome and after the last belong to episodes whose start or end the
+   bag did not see: skipped, unless --keep-partial.
+3. Neither topic in the bag: the whole bag is one episode (success unknown).
+
+Unsuccessful episodes are left out unless --keep-failed. Incomplete ones (dropped frames) are
+refused by the assembler's rules and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dp_ros import conversions as conv
+from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
+from dp_ros.recording.assembler import AssemblyConfig
+from dp_ros.recording.decode import (
+    decode_applied_action,
+    joint_names_from,
+    make_decoder,
+    streams_for,
+)
+from dp_ros.recording.session import (
+    FinishedEpisode,
+    RecordingSession,
+    SaveResult,
+    open_store,
+    save_finished,
+)
+
+NS = 1_000_000_000
+DEFAULT_KEYS = (*CAMERA_KEYS, *ROBOT_STATE_KEYS, OBJECT_STATE)
+# The topics recorder_node and sim_node use by default.
+DEFAULT_TOPICS = {
+    "agentview": "/agentview/image_raw",
+    "wrist": "/wrist/image_raw",
+    "eef_pose": "/eef_pose",
+    "gripper": "/gripper/joint_states",
+    "object": "/sim/object_state",
+    "action": "/sim/applied_action",
+    "outcome": "/sim/episode_outcome",
+    "marker": "/recorder/episode_marker",
+}
+MARKER_START, MARKER_STOP, MARKER_DISCARD = "start", "stop", "discard"
+# Beyond any real stamp: the end of a partial last episode.
+END_OF_TIME_NS = 2**62
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    topics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
+    keys: tuple[str, ...] = DEFAULT_KEYS
+    period_s: float = 0.05
+    tolerance_s: float = 0.025
+    history: int = 256
+    max_dropped_steps: int = 0
+    gripper_joint_names: str = ""
+    keep_failed: bool = False
+    keep_partial: bool = False
+
+    def assembly_config(self) -> AssemblyConfig:
+        return AssemblyConfig(
+            keys=self.keys,
+            period_ns=round(self.period_s * NS),
+            tolerance_ns=round(self.tolerance_s * NS),
+            history=self.history,
+            max_dropped_steps=self.max_dropped_steps,
+        )
+
+
+@dataclass
+class ConvertReport:
+    boundaries: str = ""  # "markers", "outcomes" or "whole bag"
+    topic_counts: dict[str, int] = field(default_factory=dict)
+    decode_errors: dict[str, int] = field(default_factory=dict)
+    first_errors: dict[str, str] = field(default_factory=dict)
+    stream_gaps: dict[str, int] = field(default_factory=dict)  # key -> stamp jumps
+    skipped_partial: int = 0  # partial episodes left out (steps outside complete episodes)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def saved(self) -> int:
+        return sum(1 for episode in self.episodes if episode["saved"])
+
+    def text(self) -> str:
+        lines = [f"episode boundaries from: {self.boundaries}", "messages per topic:"]
+        for topic, count in sorted(self.topic_counts.items()):
+            errors = self.decode_errors.get(topic, 0)
+            note = f"  ({errors} refused: {self.first_errors[topic]})" if errors else ""
+            lines.append(f"  {topic:<32} {count:>8}{note}")
+        jumps = {key: n for key, n in self.stream_gaps.items() if n}
+        lines.append(f"stamp jumps (> 1.5 x median interval): {jumps or 'none'}")
+        if self.skipped_partial:
+            lines.append(f"partial episodes skipped (use --keep-partial): {self.skipped_partial}")
+        lines.append(f"episodes found: {len(self.episodes)}, saved: {self.saved}")
+        for episode in self.episodes:
+            mark = "saved" if episode["saved"] else "not saved"
+            lines.append(f"  [{mark}] task={episode.get('task')!r}: {episode['message']}")
+        return "\n".join(lines)
+
+
+def dp_msgs_dir() -> Path:
+    """Directory of dp_msgs' .msg files: the installed package's share, else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("dp_msgs")) / "msg"
+        if installed.is_dir():
+            return installed
+    except (ImportError, LookupError, ValueError, OSError):
+        pass
+    source = Path(__file__).resolve().parents[2] / "dp_msgs" / "msg"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError("dp_msgs .msg files not found (neither installed nor in source)")
+
+
+def make_typestore():
+    """rosbags typestore: ROS 2 Kilted's standard types plus dp_msgs from its .msg files."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    types: dict = {}
+    for path in sorted(dp_msgs_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"dp_msgs/msg/{path.stem}"))
+    typestore.register(types)
+    return typestore
+
+
+def deserialize(typestore, raw: bytes | memoryview, msgtype: str) -> Any:
+    """CDR bytes -> rosbags message, accepting trailing bytes after a complete message.
+
+    rclpy's serialize_message sizes its buffer by rmw's size estimate, so Python tools that
+    write bags with it leave a few slack bytes after the message. rosbag2 (rmw deserialisation)
+    reads those bags; rosbags' strict size check refuses them, so it is skipped here.
+    """
+    from rosbags.serde import SerdeError
+
+    try:
+        return typestore.deserialize_cdr(raw, msgtype)
+    except SerdeError as error:
+        if "size mismatch" not in str(error) or bytes(raw[:2]) != b"\x00\x01":
+            raise
+        msgdef = typestore.get_msgdef(msgtype)
+        message, _ = msgdef.deserialize_cdr_le(memoryview(raw)[4:], 0, msgdef.cls, typestore)
+        return message
+
+
+class BagConverter:
+    """One pass over a bag: messages into a RecordingSession, finished episodes into a store."""
+
+    def __init__(self, store, options: ConvertOptions, source: str) -> None:
+        self.store = store
+        self.options = options
+        self.source = source
+        self.session = RecordingSession(options.assembly_config())
+        self.report = ConvertReport()
+        topics = options.topics
+        names = joint_names_from(options.gripper_joint_names)
+        self.stream_topics = {
+            topics[name]: stream for name, stream in streams_for(options.keys).items()
+        }
+        self._joint_names = {topics["gripper"]: names}
+        self._decoders: dict[str, Any] = {}
+
+    def decoder(self, topic: str, msgtype: str):
+        decoder = self._decoders.get(topic)
+        if decoder is None:
+            stream = self.stream_topics[topic]
+            compressed = msgtype.endswith("CompressedImage")
+            decoder = make_decoder(
+                stream,
+                topic,
+                self.options.keys,
+                compressed=compressed,
+                joint_names=self._joint_names.get(topic, ()),
+                use_bridge=False,  # rosbags messages are not rclpy messages
+            )
+            self._decoders[topic] = decoder
+        return decoder
+
+    def refuse(self, topic: str, error: Exception) -> None:
+        self.report.decode_errors[topic] = self.report.decode_errors.get(topic, 0) + 1
+        self.report.first_errors.setdefault(topic, str(error))
+
+    def on_message(self, topic: str, msgtype: str, msg: Any) -> None:
+        self.report.topic_counts[topic] = self.report.topic_counts.get(topic, 0) + 1
+        topics = self.options.topics
+        try:
+            if topic in self.stream_topics:
+                stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+                for key, value in self.decoder(topic, msgtype)(msg).items():
+                    self.session.add_observation(key, stamp_ns, value)
+            elif topic == topics["action"]:
+                applied = decode_applied_action(msg, topic)
+                self.session.add_action(applied.stamp_ns, applied.action, applied.source)
+            elif topic == topics["marker"] and self.report.boundaries == "markers":
+                self.on_marker(msg)
+            elif topic == topics["outcome"] and self.report.boundaries == "outcomes":
+                self.on_outcome(msg)
+        except ValueError as error:
+            self.refuse(topic, error)
+        self.save(self.session.collect())
+
+    def on_marker(self, msg: Any) -> None:
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        if msg.reason == MARKER_START:
+            if self.session.recording:  # a start without a stop: the recorder crashed
+                self.session.discard()
+                self.report.skipped_partial += 1
+            metadata = {"task": msg.task, "operator": msg.header.frame_id}
+            self.session.start(stamp_ns, self.metadata(metadata))
+        elif msg.reason == MARKER_STOP and self.session.recording:
+            self.session.stop(stamp_ns, success=bool(msg.success))
+        elif msg.reason == MARKER_DISCARD:
+            self.session.discard()
+
+    def on_outcome(self, msg: Any) -> None:
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        if self.session.recording:
+            self.session.stop(
+                stamp_ns,
+                success=bool(msg.success),
+                outcome=msg.reason,
+                sim_episode=int(msg.episode),
+                sim_steps=int(msg.steps),
+            )
+        else:
+            self.report.skipped_partial += 1  # the segment before the first outcome
+        self.session.start(stamp_ns, self.metadata({"task": msg.task}))
+
+    def metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"recorder": "dp-bag-to-store", "bag": self.source, **extra}
+
+    def begin(self, boundaries: str) -> None:
+        self.report.boundaries = boundaries
+        if boundaries == "whole bag" or (boundaries == "outcomes" and self.options.keep_partial):
+            self.session.start(0, self.metadata({}))
+            if boundaries == "outcomes":
+                self.report.skipped_partial -= 1  # the first outcome will not skip anything
+
+    def end(self) -> None:
+        """End of the bag: close or drop the open episode, assemble everything left."""
+        if self.session.recording:
+            if self.report.boundaries == "whole bag" or self.options.keep_partial:
+                self.session.stop(END_OF_TIME_NS)
+            else:
+                self.session.discard()
+                self.report.skipped_partial += 1
+        self.save(self.session.collect(force=True))
+        self.report.stream_gaps = {
+            key: len(stats.gaps) for key, stats in self.session.buffer.stats.items()
+        }
+
+    def save(self, finished: list[FinishedEpisode]) -> None:
+        for episode in finished:
+            result: SaveResult = save_finished(self.store, episode, self.options.keep_failed)
+            entry = {"saved": result.saved, "message": result.message, "index": result.index}
+            entry.update({k: episode.metadata.get(k) for k in ("task", "success")})
+            entry["frames"] = result.frames
+            self.report.episodes.append(entry)
+
+
+def convert_bag(
+    bag: str | Path, store_path: str | Path, options: ConvertOptions, progress: bool = True
+) -> ConvertReport:
+    """Convert one rosbag2 directory into the store at `store_path` (created if missing)."""
+    from rosbags.rosbag2 import Reader
+    from tqdm import tqdm
+
+    typestore = make_typestore()
+    with Reader(Path(bag)) as reader:
+        wanted = {*options.topics.values()}
+        connections = [c for c in reader.connections if c.topic in wanted]
+        present = {c.topic for c in connections if c.msgcount}
+        if options.topics["action"] not in present:
+            raise ValueError(
+                f"{bag}: no messages on the action topic {options.topics['action']!r} "
+                f"(topics in the bag: {sorted(reader.topics)})"
+            )
+        if options.topics["marker"] in present:
+            boundaries = "markers"
+        elif options.topics["outcome"] in present:
+            boundaries = "outcomes"
+        else:
+            boundaries = "whole bag"
+        store = open_store(store_path)
+        try:
+            converter = BagConverter(store, options, str(bag))
+            converter.begin(boundaries)
+            total = sum(c.msgcount for c in connections)
+            messages = reader.messages(connections=connections)
+            for connection, _, raw in tqdm(
+                messages, total=total, unit="msg", disable=not progress, desc="converting"
+            ):
+                msg = deserialize(typestore, raw, connection.msgtype)
+                converter.on_message(connection.topic, connection.msgtype, msg)
+            converter.end()
+        finally:
+            store.close()
+    return converter.report
+
+
+def parse_topics(items: list[str]) -> dict[str, str]:
+    topics = dict(DEFAULT_TOPICS)
+    for item in items:
+        name, separator, topic = item.partition("=")
+        if not separator or name not in DEFAULT_TOPICS:
+            raise ValueError(
+                f"--topics {item!r}: expected NAME=TOPIC with NAME one of {sorted(DEFAULT_TOPICS)}"
+            )
+        topics[name] = topic
+    return topics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dp-bag-to-store",
+        description="Convert a rosbag2 recording (MCAP or sqlite3) of demonstrations into an "
+        "episode store, aligned the way recorder_node aligns live recordings.",
+    )
+    parser.add_argument("bag", help="rosbag2 directory (with metadata.yaml)")
+    parser.add_argument("store", help="episode store directory (created if missing)")
+    parser.add_argument(
+        "--topics",
+        nargs="*",
+        default=[],
+        metavar="NAME=TOPIC",
+        help=f"topic overrides; names: {', '.join(DEFAULT_TOPICS)}",
+    )
+    parser.add_argument("--keys", nargs="*", default=list(DEFAULT_KEYS), help="keys to record")
+    parser.add_argument("--period", type=float, default=0.05, help="control period (s)")
+    parser.add_argument("--tolerance", type=float, default=0.025, help="sync tolerance (s)")
+    parser.add_argument("--max-dropped", type=int, default=0, help="dropped frames allowed")
+    parser.add_argument("--gripper-joints", default="", help="comma-separated gripper joints")
+    parser.add_argument("--keep-failed", action="store_true", help="keep failed episodes")
+    parser.add_argument(
+        "--keep-partial", action="store_true", help="keep episodes cut by the bag's ends"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    from rosbags.rosbag2 import ReaderError
+
+    try:
+        options = ConvertOptions(
+            topics=parse_topics(args.topics),
+            keys=tuple(args.keys),
+            period_s=args.period,
+            tolerance_s=args.tolerance,
+            max_dropped_steps=args.max_dropped,
+            gripper_joint_names=args.gripper_joints,
+            keep_failed=args.keep_failed,
+            keep_partial=args.keep_partial,
+        )
+        options.assembly_config()
+        streams_for(options.keys)
+        report = convert_bag(args.bag, args.store, options, progress=not args.no_progress)
+    except (ValueError, OSError, ReaderError) as error:
+        print(f"dp-bag-to-store: {error}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""rosbag2 (MCAP and sqlite3) written here -> dp-bag-to-store -> the same store as a direct feed.
+
+The messages are real rclpy messages, serialised by rclpy into the bag, deserialised by rosbags
+in the converter: the reference store is built by feeding the very same rclpy messages to the
+converter's session directly (what recorder_node does with live messages).
+"""
+
+import json
+
+import numpy as np
+import pytest
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from dp_msgs.msg import EpisodeOutcome
+from dp_ros import conversions as conv
+from dp_ros.acting.chunk_timing import TimedChunk
+from dp_ros.data.store import EpisodeStore
+from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, OBJECT_STATE
+from dp_ros.recording.bag_convert import (
+    BagConverter,
+    ConvertOptions,
+    convert_bag,
+    main,
+    make_typestore,
+)
+from dp_ros.recording.session import open_store
+
+MS = 1_000_000
+P = 50 * MS
+T0 = 1000 * 1_000_000_000
+TYPES = {
+    "/agentview/image_raw": "sensor_msgs/msg/Image",
+    "/wrist/image_raw": "sensor_msgs/msg/Image",
+    "/eef_pose": "geometry_msgs/msg/PoseStamped",
+    "/gripper/joint_states": "sensor_msgs/msg/JointState",
+    "/sim/object_state": "sensor_msgs/msg/JointState",
+    "/sim/applied_action": "dp_msgs/msg/ActionChunk",
+    "/sim/episode_outcome": "dp_msgs/msg/EpisodeOutcome",
+    "/recorder/episode_marker": "dp_msgs/msg/EpisodeOutcome",
+}
+
+
+def observation_messages(step: int, stamp_ns: int, episode: int) -> list[tuple[str, object]]:
+    rng = np.random.default_rng(1000 * episode + step)
+    angle = 0.1 * step
+    quaternion = np.array([0.0, 0.0, np.sin(angle / 2), np.cos(angle / 2)])
+    images = rng.integers(0, 256, (2, 84, 84, 3), np.uint8)
+    fingers, objects = ["f1", "f2"], [f"o{i}" for i in range(10)]
+    return [
+        ("/agentview/image_raw", conv.rgb_to_image(images[0], stamp_ns, "a")),
+        ("/wrist/image_raw", conv.rgb_to_image(images[1], stamp_ns, "w")),
+        ("/eef_pose", conv.arrays_to_pose([0.01 * step, episode, 1], quaternion, stamp_ns, "w")),
+        ("/gripper/joint_states", conv.array_to_joint_state([0.04, -0.04], stamp_ns, fingers)),
+        ("/sim/object_state", conv.array_to_joint_state(np.arange(10) + step, stamp_ns, objects)),
+    ]
+
+
+def applied(stamp_ns: int, step: int, episode: int):
+    row = np.array([[step / 100, episode, 0, 0, 0, 0, 1]], np.float32)
+    return conv.timed_chunk_to_msg(TimedChunk(stamp_ns, P, row), stamp_ns, 2, "applied")
+
+
+def outcome(stamp_ns: int, success: bool, reason: str, steps: int, episode: int, topic=None):
+    msg = EpisodeOutcome(task="lift", episode=episode, success=success, steps=steps)
+    msg.reason = reason
+    msg.header.stamp = conv.ns_to_stamp(stamp_ns)
+    return (topic or "/sim/episode_outcome", msg)
+
+
+def sim_messages(lengths=(3, 6, 5, 4), successes=(True, True, False, True)):
+    """What a sim publishes: a partial episode, then outcome-delimited ones, then a partial one.
+
+    Like sim_node, the observation at t is published, then the action applied at t; an episode
+    ends with the outcome stamped at the next instant, which is also the reset observation's.
+    """
+    messages, t = [], T0
+    for episode, (length, success) in enumerate(zip(lengths, successes, strict=True)):
+        for step in range(length):
+            messages += observation_messages(step, t, episode)
+            messages.append(("/sim/applied_action", applied(t, step, episode)))
+            t += P
+        if episode < len(lengths) - 1:  # the last episode is cut by the end of the recording
+            reason = "success" if success else "horizon"
+            messages.append(outcome(t, success, reason, length, episode))
+    return messages
+
+
+def write_bag(path, messages, storage: StoragePlugin) -> None:
+    typestore = make_typestore()
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=typestore)
+            for topic, msgtype in TYPES.items()
+        }
+        for i, (topic, msg) in enumerate(messages):
+            writer.write(connections[topic], T0 + i * 1000, serialize_message(msg))
+
+
+def direct_store(path, messages, boundaries: str, source: str):
+    """The reference: the same rclpy messages fed to the converter's session without a bag."""
+    store = open_store(path)
+    converter = BagConverter(store, ConvertOptions(), source)
+    converter.begin(boundaries)
+    for topic, msg in messages:
+        converter.on_message(topic, TYPES[topic], msg)
+    converter.end()
+    store.close()
+    return converter.report
+
+
+def assert_same_store(a_path, b_path) -> None:
+    a, b = EpisodeStore.open(a_path), EpisodeStore.open(b_path)
+    assert a.n_episodes == b.n_episodes and a.keys == b.keys
+    np.testing.assert_array_equal(a.episode_ends, b.episode_ends)
+    for i in range(a.n_episodes):
+        ea, eb = a.episode(i), b.episode(i)
+        for key in a.keys:
+            assert ea[key].dtype == eb[key].dtype
+            np.testing.assert_array_equal(ea[key], eb[key], err_msg=key)
+        assert a.episode_metadata(i) == b.episode_metadata(i)
+
+
+@pytest.mark.parametrize("storage", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
+def test_bag_converts_to_the_store_a_direct_feed_makes(tmp_path, storage):
+    messages = sim_messages()
+    bag = tmp_path / "demo_bag"
+    write_bag(bag, messages, storage)
+    report = convert_bag(bag, tmp_path / "from_bag", ConvertOptions(), progress=False)
+    direct = direct_store(tmp_path / "direct", messages, "outcomes", str(bag))
+    assert_same_store(tmp_path / "from_bag", tmp_path / "direct")
+    # Episodes 1 (6 steps, success) and 3 (partial) ... only complete, successful ones are kept:
+    # episode 0 began before the bag, 2 failed, 3 has no outcome.
+    assert report.boundaries == "outcomes" and report.skipped_partial == 2
+    assert [e["saved"] for e in report.episodes] == [True, False]
+    assert report.topic_counts["/sim/applied_action"] == 18 and not report.decode_errors
+    assert direct.saved == 1
+    store = EpisodeStore.open(tmp_path / "from_bag")
+    episode, metadata = store.episode(0), store.episode_metadata(0)
+    assert store.n_episodes == 1 and len(episode["action"]) == 6
+    np.testing.assert_allclose(episode["action"][:, 0], np.arange(6) / 100)
+    np.testing.assert_allclose(episode["action"][:, 1], 1.0)  # episode 1's actions
+    np.testing.assert_allclose(episode[EEF_POS][:, 0], 0.01 * np.arange(6), atol=1e-7)
+    np.testing.assert_array_equal(episode[OBJECT_STATE][:, 0], np.arange(6))
+    expected_first = observation_messages(0, T0 + 3 * P, 1)[0][1]
+    np.testing.assert_array_equal(
+        episode[AGENTVIEW_IMAGE][0],
+        np.frombuffer(expected_first.data, np.uint8).reshape(84, 84, 3),
+    )
+    assert metadata["success"] is True and metadata["sim_steps"] == 6 == metadata["frames"]
+    assert metadata["start_stamp_ns"] == T0 + 3 * P and metadata["task"] == "lift"
+
+
+def test_markers_take_precedence_and_discard_leaves_nothing(tmp_path):
+    messages = sim_messages(lengths=(4, 4, 4), successes=(True, True, True))
+    t = T0
+    marked = []
+    for topic, msg in messages:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        if topic == "/sim/applied_action" and stamp == T0 + P:
+            marked.append(outcome(stamp, False, "start", 0, 0, "/recorder/episode_marker"))
+        if topic == "/sim/applied_action" and stamp == T0 + 6 * P:
+            marked.append(outcome(stamp, True, "stop", 0, 0, "/recorder/episode_marker"))
+            marked.append(outcome(stamp, False, "start", 0, 0, "/recorder/episode_marker"))
+        marked.append((topic, msg))
+    marked.append(outcome(t + 11 * P, False, "discard", 0, 0, "/recorder/episode_marker"))
+    write_bag(tmp_path / "marked", marked, StoragePlugin.MCAP)
+    report = convert_bag(tmp_path / "marked", tmp_path / "store", ConvertOptions(), False)
+    assert report.boundaries == "markers"
+    store = EpisodeStore.open(tmp_path / "store")
+    # One episode: steps at T0+P .. T0+5P (5 steps across the sim's own outcome at 4P).
+    assert store.n_episodes == 1 and store.n_frames == 5
+    assert store.episode_metadata(0)["start_stamp_ns"] == T0 + P
+
+
+def test_command_line_reports_counts_and_refuses_a_bag_without_actions(tmp_path, capsys):
+    messages = sim_messages()
+    write_bag(tmp_path / "bag", messages, StoragePlugin.SQLITE3)
+    code = main([str(tmp_path / "bag"), str(tmp_path / "store"), "--keep-failed", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "/agentview/image_raw" in out and "episodes found: 2, saved: 2" in out
+    store = EpisodeStore.open(tmp_path / "store")
+    assert [store.episode_metadata(i)["success"] for i in range(2)] == [True, False]
+    assert json.dumps(store.episode_metadata(1))  # metadata is plain JSON
+    only_images = [(topic, msg) for topic, msg in messages if topic.endswith("image_raw")]
+    write_bag(tmp_path / "no_actions", only_images, StoragePlugin.MCAP)
+    code = main([str(tmp_path / "no_actions"), str(tmp_path / "store2"), "--no-progress"])
+    assert code == 2 and "no messages on the action topic" in capsys.readouterr().err
