@@ -50,5 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainConfigError as error:
         print(f"dp-train: error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: summary[k] for k in ("steps", "epochs", "best", "checkpoints")}))
+    if summary["rank"] == 0:
+        print(json.dumps({k: summary[k] for k in ("steps", "epochs", "best", "checkpoints")}))
     return 0

@@ -143,7 +143,7 @@ class Trainer:
     # ---- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Check inputs, train, and return the run summary (the same on every rank)."""
+        """Check inputs, train, and return the run summary (final_metrics on rank 0 only)."""
         self.check_inputs()
         self.setup_fabric()
         self.prepare_output()
@@ -719,6 +719,7 @@ class Trainer:
             "steps": self.step,
             "epochs": self.epoch,
             "world_size": self.world_size,
+            "rank": self.rank,
             "precision": self.precision,
             "best": {"metric": self.config.training.best_metric, "value": self.best_value},
             "checkpoints": str(self.paths.checkpoints),
