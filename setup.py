@@ -11,6 +11,9 @@ PACKAGE = "dp_ros"
 CONSOLE_SCRIPTS = [
     "dp-ros = dp_ros.launching.runner:main",
     "dp-ros-info = dp_ros.cli.info:main",
+    "dp-train = dp_ros.train:main",
+    "train = dp_ros.train:main",
+    "dp-import-robomimic = dp_ros.data.robomimic_import:main",
     "policy_node = dp_ros.nodes.policy_node:main",
     "sim_node = dp_ros.nodes.sim_node:main",
 ]
