@@ -336,7 +336,11 @@ class EpisodeSteps:
         self._report_gaps(kept, report)
         if not kept:
             silent = [key for key in self.config.keys if not len(self.buffer.histories[key])]
-            reason = f"no message ever received for {silent}" if silent else "no complete step"
+            lacking = {}
+            for missing in complete:
+                for key in missing:
+                    lacking[key] = lacking.get(key, 0) + 1
+            reason = f"no message ever received for {silent}" if silent else f"lacking {lacking}"
             raise IncompleteEpisodeError(
                 f"episode refused: no step has every key within "
                 f"{self.config.tolerance_ns / 1e6:.1f} ms ({len(self.steps)} actions; {reason})",

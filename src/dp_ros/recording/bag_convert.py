@@ -40,6 +40,9 @@ from dp_ros.recording.decode import (
     streams_for,
 )
 from dp_ros.recording.session import (
+    MARKER_DISCARD,
+    MARKER_START,
+    MARKER_STOP,
     FinishedEpisode,
     RecordingSession,
     SaveResult,
@@ -60,7 +63,6 @@ DEFAULT_TOPICS = {
     "outcome": "/sim/episode_outcome",
     "marker": "/recorder/episode_marker",
 }
-MARKER_START, MARKER_STOP, MARKER_DISCARD = "start", "stop", "discard"
 # Beyond any real stamp: the end of a partial last episode.
 END_OF_TIME_NS = 2**62
 

@@ -34,6 +34,8 @@ from dp_ros.recording.assembler import (
     ObservationBuffer,
 )
 
+# EpisodeOutcome.reason of recorder_node's boundary markers (read back by dp-bag-to-store).
+MARKER_START, MARKER_STOP, MARKER_DISCARD = "start", "stop", "discard"
 # Actions kept while no open episode takes them (covers a start arriving a few steps late).
 BACKLOG_ACTIONS = 64
 

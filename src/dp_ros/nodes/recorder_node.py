@@ -1,0 +1,408 @@
+"""recorder_node: records demonstrations (observations + applied actions) into an episode store.
+
+Topics in: the camera/pose/gripper/object streams of the recorded keys (best effort, deep queue),
+the applied actions (`action_topic`, dp_msgs/ActionChunk, one row per step; reliable) and the
+episode outcomes (`outcome_topic`). Out: `marker_topic` (dp_msgs/EpisodeOutcome with reason
+"start" / "stop" / "discard" at each boundary, so that a `ros2 bag record` next to the recorder
+can be converted with the same boundaries by dp-bag-to-store).
+
+Services: `~/start` (dp_msgs/StartEpisode), `~/stop` (dp_msgs/StopEpisode: waits until the
+episode is written, and says why when it is not), `~/discard` (std_srvs/Trigger).
+
+Episodes:
+  manual      start/stop/discard by service; boundaries are the node's clock (sim time with
+              use_sim_time) at the call: a step belongs to the episode when its action's stamp
+              lies in [start, stop).
+  auto_start  every EpisodeOutcome starts an episode at the outcome's stamp, which sim_node
+              gives the first observation of the next episode (after its reset).
+  auto_stop   every EpisodeOutcome stops the current episode at its stamp; success comes from the
+              outcome; unsuccessful episodes are discarded unless keep_failed.
+
+Alignment, dropped-frame refusal and stamp-jump reports are dp_ros.recording (the same code the
+bag converter runs). Nothing is written before an episode stops, and the store's append commits
+an episode atomically, so a crash or SIGKILL mid-episode loses only that episode.
+"""
+
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_srvs.srv import Trigger
+
+from dp_msgs.msg import ActionChunk, EpisodeOutcome
+from dp_msgs.srv import StartEpisode, StopEpisode
+from dp_ros import conversions as conv
+from dp_ros.data.store import StoreError
+from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
+from dp_ros.nodes.params import NodeConfig, declare_and_load, param
+from dp_ros.nodes.qos import EVENT_QOS
+from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps
+from dp_ros.recording.decode import (
+    decode_applied_action,
+    joint_names_from,
+    make_decoder,
+    streams_for,
+)
+from dp_ros.recording.session import (
+    MARKER_DISCARD,
+    MARKER_START,
+    MARKER_STOP,
+    FinishedEpisode,
+    RecordingSession,
+    SaveResult,
+    open_store,
+    save_finished,
+)
+
+NS = 1_000_000_000
+# Seconds a stop may wait for its episode to be written (a 5-minute episode takes seconds).
+WRITE_TIMEOUT_S = 300.0
+POLL_PERIOD_S = 0.1
+
+
+@dataclass(frozen=True)
+class RecorderNodeConfig(NodeConfig):
+    store: str = param("", "Episode store directory (created if missing; one writer at a time).")
+    keys: list[str] = param(
+        [*CAMERA_KEYS, *ROBOT_STATE_KEYS, OBJECT_STATE], "Observation keys recorded per step."
+    )
+    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera (sensor_msgs/Image).")
+    wrist_topic: str = param("/wrist/image_raw", "Wrist camera (sensor_msgs/Image).")
+    compressed_images: bool = param(False, "Cameras publish sensor_msgs/CompressedImage.")
+    eef_pose_topic: str = param("/eef_pose", "End-effector pose (geometry_msgs/PoseStamped).")
+    gripper_topic: str = param("/gripper/joint_states", "Gripper state (sensor_msgs/JointState).")
+    gripper_joint_names: str = param(
+        "", "Comma-separated gripper joints to read; empty reads all positions in order."
+    )
+    object_topic: str = param("/sim/object_state", "Object state (sensor_msgs/JointState).")
+    action_topic: str = param(
+        "/sim/applied_action", "Applied actions (dp_msgs/ActionChunk, one row stamped t)."
+    )
+    outcome_topic: str = param("/sim/episode_outcome", "Episode outcomes (auto start/stop).")
+    marker_topic: str = param(
+        "/recorder/episode_marker", "Where episode boundaries are published; empty: nowhere."
+    )
+    control_period: float = param(0.05, "Seconds between steps (applied actions).", 1e-3, 10)
+    sync_tolerance: float = param(
+        0.025, "Max seconds between a step's instant and the observation used for it.", 0, 10
+    )
+    history: int = param(256, "Messages kept per key while waiting for actions.", 2, 100000)
+    queue_depth: int = param(50, "Subscription queue per observation topic.", 1, 10000)
+    max_dropped_frames: int = param(
+        0, "Steps without an observation an episode may have (they are cut out).", 0, 10**6
+    )
+    stop_timeout: float = param(
+        2.0, "Seconds a stopped episode waits for its last messages.", 0.0, 600.0
+    )
+    auto_start: bool = param(False, "Start an episode at every EpisodeOutcome's stamp.")
+    auto_stop: bool = param(False, "Stop the current episode at every EpisodeOutcome.")
+    keep_failed: bool = param(False, "Also save episodes that end unsuccessfully.")
+    task: str = param("", "Task name stored when a start request gives none.")
+    operator: str = param("", "Operator name stored when a start request gives none.")
+
+    def validate(self) -> None:
+        if not self.store:
+            raise ValueError("parameter store is empty: set it to an episode store directory")
+        if self.sync_tolerance >= self.control_period:
+            raise ValueError(
+                f"parameter sync_tolerance={self.sync_tolerance} must be < control_period="
+                f"{self.control_period} (else one message could serve two steps)"
+            )
+        for name in streams_for(self.keys):
+            if not getattr(self, f"{name}_topic"):
+                raise ValueError(
+                    f"parameter {name}_topic is empty but keys {self.keys} need the {name!r} "
+                    "stream"
+                )
+
+    def assembly_config(self) -> AssemblyConfig:
+        return AssemblyConfig(
+            keys=tuple(self.keys),
+            period_ns=round(self.control_period * NS),
+            tolerance_ns=round(self.sync_tolerance * NS),
+            history=self.history,
+            max_dropped_steps=self.max_dropped_frames,
+        )
+
+
+class RecorderNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("recorder_node", **kwargs)
+        self.config: RecorderNodeConfig = declare_and_load(self, RecorderNodeConfig)
+        cfg = self.config
+        self.store = open_store(cfg.store)
+        self.session = RecordingSession(cfg.assembly_config())
+        self._lock = threading.Lock()  # the session: subscriptions vs services vs timer
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store_writer")
+        self._waiters: dict[EpisodeSteps, Future] = {}
+        self._queued_writes = 0  # episodes handed to the writer, not yet in the store
+        self._queued_lock = threading.Lock()
+        self._closed = False
+        # Deep best-effort queues: a recorder must keep every message, not only the newest;
+        # best effort still matches reliable publishers.
+        sensor_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=cfg.queue_depth,
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+        )
+        for stream in streams_for(cfg.keys).values():
+            self._subscribe_stream(stream, sensor_qos)
+        self.create_subscription(ActionChunk, cfg.action_topic, self._on_action, EVENT_QOS)
+        self.create_subscription(EpisodeOutcome, cfg.outcome_topic, self._on_outcome, EVENT_QOS)
+        self._marker_pub = (
+            self.create_publisher(EpisodeOutcome, cfg.marker_topic, EVENT_QOS)
+            if cfg.marker_topic
+            else None
+        )
+        services = ReentrantCallbackGroup()  # ~/stop blocks until written; messages go on
+        self.create_service(StartEpisode, "~/start", self._on_start, callback_group=services)
+        self.create_service(StopEpisode, "~/stop", self._on_stop, callback_group=services)
+        self.create_service(Trigger, "~/discard", self._on_discard, callback_group=services)
+        # Wall-clock poll for stop time-outs: sim time may stand still.
+        self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        mode = "auto start/stop" if cfg.auto_start and cfg.auto_stop else "by service"
+        self.get_logger().info(
+            f"recording {list(cfg.keys)} + actions from {cfg.action_topic} into {cfg.store} "
+            f"({self.store.n_episodes} episodes there); episodes {mode}"
+        )
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def _subscribe_stream(self, stream, qos: QoSProfile) -> None:
+        cfg = self.config
+        topic = getattr(cfg, f"{stream.name}_topic")
+        if stream.kind == "image":
+            message_type = CompressedImage if cfg.compressed_images else Image
+        else:
+            message_type = PoseStamped if stream.kind == "pose" else JointState
+        names = joint_names_from(cfg.gripper_joint_names) if stream.name == "gripper" else ()
+        decoder = make_decoder(stream, topic, cfg.keys, cfg.compressed_images, names)
+        self.create_subscription(
+            message_type, topic, lambda msg: self._on_observation(msg, topic, decoder), qos
+        )
+
+    def _on_observation(self, msg, topic: str, decoder) -> None:
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        try:
+            values = decoder(msg)
+        except ValueError as error:
+            self.get_logger().warning(f"refused: {error}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            for key, value in values.items():
+                try:
+                    self.session.add_observation(key, stamp_ns, value)
+                except ValueError as error:
+                    self.get_logger().warning(f"{topic}: {error}", throttle_duration_sec=2.0)
+            self._collect_locked()
+
+    def _on_action(self, msg: ActionChunk) -> None:
+        try:
+            applied = decode_applied_action(msg, self.config.action_topic)
+        except ValueError as error:
+            self.get_logger().warning(f"refused: {error}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            try:
+                self.session.add_action(applied.stamp_ns, applied.action, applied.source)
+            except ValueError as error:
+                self.get_logger().warning(
+                    f"{self.config.action_topic}: {error}", throttle_duration_sec=2.0
+                )
+            self._collect_locked()
+
+    def _on_outcome(self, msg: EpisodeOutcome) -> None:
+        cfg = self.config
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            current = self.session.current
+            if cfg.auto_stop and current is not None and stamp_ns > current.start_ns:
+                steps = self.session.stop(
+                    stamp_ns,
+                    time.monotonic(),
+                    success=bool(msg.success),
+                    outcome=msg.reason,
+                    sim_episode=int(msg.episode),
+                    sim_steps=int(msg.steps),
+                )
+                self._publish_marker(MARKER_STOP, stamp_ns, steps, bool(msg.success))
+            if cfg.auto_start and self.session.current is None:
+                metadata = self._metadata(msg.task, "")
+                steps = self.session.start(stamp_ns, metadata)
+                self._publish_marker(MARKER_START, stamp_ns, steps)
+            self._collect_locked()
+
+    # ---- services ------------------------------------------------------------------------
+
+    def _on_start(self, request: StartEpisode.Request, response: StartEpisode.Response):
+        with self._lock:
+            if self.session.recording:
+                response.success = False
+                response.message = (
+                    f"already recording (episode started at {self.session.current.start_ns} ns);"
+                    " stop or discard it first"
+                )
+                return response
+            start_ns = self._now_ns()
+            steps = self.session.start(
+                start_ns, self._metadata(request.task, request.operator_name)
+            )
+            self._publish_marker(MARKER_START, start_ns, steps)
+        response.success = True
+        response.episode_index = self._next_index()
+        response.message = f"recording episode {response.episode_index} from {start_ns} ns"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_stop(self, request: StopEpisode.Request, response: StopEpisode.Response):
+        with self._lock:
+            if not self.session.recording:
+                response.saved = False
+                response.message = "no episode is being recorded"
+                return response
+            end_ns = self._now_ns()
+            steps = self.session.stop(end_ns, time.monotonic(), success=bool(request.success))
+            self._publish_marker(MARKER_STOP, end_ns, steps, bool(request.success))
+            waiter = self._waiters[steps] = Future()
+            self._collect_locked()
+        try:
+            result: SaveResult = waiter.result(timeout=self.config.stop_timeout + WRITE_TIMEOUT_S)
+        except TimeoutError:
+            result = SaveResult(False, "timed out waiting for the episode to be written")
+        response.saved = result.saved
+        response.message = result.message
+        response.episode_index = max(result.index, 0)
+        response.frames = result.frames
+        return response
+
+    def _on_discard(self, request: Trigger.Request, response: Trigger.Response):
+        with self._lock:
+            steps = self.session.discard()
+            if steps is not None:
+                self._publish_marker(MARKER_DISCARD, self._now_ns(), steps)
+        response.success = steps is not None
+        response.message = (
+            f"discarded the episode started at {steps.start_ns} ns ({len(steps.steps)} steps)"
+            if steps is not None
+            else "no episode is being recorded"
+        )
+        self.get_logger().info(response.message)
+        return response
+
+    # ---- finishing -----------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        with self._lock:
+            self._collect_locked()
+
+    def _collect_locked(self, force: bool = False) -> None:
+        if not self.session.closing:
+            return
+        timeout = self.config.stop_timeout
+        for finished in self.session.collect(time.monotonic(), timeout, force):
+            waiter = self._waiters.pop(finished.steps, None)
+            with self._queued_lock:
+                self._queued_writes += 1
+            self._writer.submit(self._write, finished, waiter)
+
+    def _write(self, finished: FinishedEpisode, waiter: Future | None) -> None:
+        """Writer thread: append (or refuse) one finished episode, log it, answer the stop."""
+        try:
+            result = save_finished(
+                self.store, finished, self.config.keep_failed, recorder="recorder_node"
+            )
+        except (OSError, StoreError) as error:
+            result = SaveResult(False, f"writing the episode failed: {error}")
+        finally:
+            with self._queued_lock:
+                self._queued_writes -= 1
+        self._log_result(finished, result)
+        if waiter is not None:
+            waiter.set_result(result)
+
+    def _log_result(self, finished: FinishedEpisode, result: SaveResult) -> None:
+        """Warn on refusals and on saved episodes with dropped frames or stamp jumps."""
+        report = finished.assembled.report if finished.assembled is not None else None
+        unusual = report is None or bool(
+            report.dropped_steps or report.action_gaps or report.trimmed_leading
+        )
+        if unusual and (result.saved or report is None):
+            self.get_logger().warning(result.message)
+        else:
+            self.get_logger().info(result.message)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _metadata(self, task: str, operator: str) -> dict:
+        return {
+            "task": task or self.config.task,
+            "operator": operator or self.config.operator,
+            "recorder": "recorder_node",
+        }
+
+    def _next_index(self) -> int:
+        with self._queued_lock:
+            return self.store.n_episodes + self._queued_writes
+
+    def _publish_marker(
+        self, reason: str, stamp_ns: int, steps: EpisodeSteps, success: bool = False
+    ) -> None:
+        if self._marker_pub is None:
+            return
+        msg = EpisodeOutcome(task=str(steps.metadata.get("task", "")), success=success)
+        msg.reason = reason
+        msg.episode = self._next_index()
+        msg.steps = len(steps.steps)
+        msg.header.stamp = conv.ns_to_stamp(stamp_ns)
+        msg.header.frame_id = str(steps.metadata.get("operator", ""))
+        self._marker_pub.publish(msg)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def close(self) -> None:
+        """Drop the unfinished episode, write every closed one, release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            if self.session.discard() is not None:
+                self.get_logger().info("shutdown: the episode being recorded was discarded")
+            self._collect_locked(force=True)
+        self._writer.shutdown(wait=True)
+        self.store.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = RecorderNode()
+    except (ValueError, OSError) as error:  # a bad parameter or store: refuse at start
+        print(f"recorder_node: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

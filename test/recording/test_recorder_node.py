@@ -1,0 +1,329 @@
+"""recorder_node in its own process, fed over DDS by a sim-like publisher in this process.
+
+The feed publishes, per step at instant t, both cameras, the pose, the gripper and the object
+state stamped t, then the action applied at t (first value: the step number), like sim_node.
+Every recorded row is checked against what the feed sent for the step its action names.
+"""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_srvs.srv import Trigger
+
+from dp_msgs.msg import ActionChunk, EpisodeOutcome
+from dp_msgs.srv import StartEpisode, StopEpisode
+from dp_ros import conversions as conv
+from dp_ros.acting.chunk_timing import TimedChunk
+from dp_ros.data.store import EpisodeStore
+from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE, WRIST_IMAGE
+from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS
+from dp_ros.testing.processes import ChildProcess
+
+pytestmark = pytest.mark.ros
+PERIOD_S = 0.05
+P_NS = round(PERIOD_S * 1e9)
+
+
+def step_values(step: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(step)
+    angle = 0.05 * step
+    return {
+        AGENTVIEW_IMAGE: rng.integers(0, 256, (84, 84, 3), np.uint8),
+        WRIST_IMAGE: rng.integers(0, 256, (84, 84, 3), np.uint8),
+        EEF_POS: np.array([0.001 * step, 0.2, 1.0], np.float32),
+        EEF_QUAT: np.array([0, 0, np.sin(angle / 2), np.cos(angle / 2)], np.float32),
+        GRIPPER_QPOS: np.array([0.04, -0.04], np.float32),
+        OBJECT_STATE: np.arange(10, dtype=np.float32) + step,
+    }
+
+
+class SimLikeFeed:
+    """Publishes sim_node's topics at 20 Hz (wall-clock stamps) from a background executor."""
+
+    def __init__(self, context) -> None:
+        self.node = rclpy.create_node("sim_like_feed", context=context)
+        node = self.node
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import Image, JointState
+
+        self.pubs = {
+            "agentview": node.create_publisher(Image, "/agentview/image_raw", SENSOR_QOS),
+            "wrist": node.create_publisher(Image, "/wrist/image_raw", SENSOR_QOS),
+            "pose": node.create_publisher(PoseStamped, "/eef_pose", SENSOR_QOS),
+            "gripper": node.create_publisher(JointState, "/gripper/joint_states", SENSOR_QOS),
+            "object": node.create_publisher(JointState, "/sim/object_state", SENSOR_QOS),
+        }
+        self.action_pub = node.create_publisher(ActionChunk, "/sim/applied_action", EVENT_QOS)
+        self.outcome_pub = node.create_publisher(EpisodeOutcome, "/sim/episode_outcome", EVENT_QOS)
+        self.silent: set[str] = set()
+        self.step = 0
+        self.stamps: dict[int, int] = {}  # step -> stamp
+        self._outcome: tuple[bool, str] | None = None
+        self.outcome_steps: list[int] = []  # the step each outcome was stamped with
+        self._lock = threading.Lock()
+        node.create_timer(PERIOD_S, self._tick)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def use_outcome_topic(self, topic: str) -> None:
+        """Outcomes on a topic of this test's own, so that only its recorder hears them."""
+        with self._lock:
+            self.outcome_pub = self.node.create_publisher(EpisodeOutcome, topic, EVENT_QOS)
+
+    def end_episode(self, success: bool, reason: str) -> None:
+        """At the next step: an outcome stamped with that step's instant (a sim's reset)."""
+        with self._lock:
+            self._outcome = (success, reason)
+
+    def _tick(self) -> None:
+        with self._lock:
+            stamp = self.node.get_clock().now().nanoseconds
+            step, self.step = self.step, self.step + 1
+            self.stamps[step] = stamp
+            if self._outcome is not None:
+                success, reason = self._outcome
+                self._outcome = None
+                self.outcome_steps.append(step)
+                msg = EpisodeOutcome(task="lift", episode=0, success=success, steps=0)
+                msg.reason = reason
+                msg.header.stamp = conv.ns_to_stamp(stamp)
+                self.outcome_pub.publish(msg)
+            values = step_values(step)
+            messages = {
+                "agentview": conv.rgb_to_image(values[AGENTVIEW_IMAGE], stamp, "agentview"),
+                "wrist": conv.rgb_to_image(values[WRIST_IMAGE], stamp, "wrist"),
+                "pose": conv.arrays_to_pose(values[EEF_POS], values[EEF_QUAT], stamp, "world"),
+                "gripper": conv.array_to_joint_state(values[GRIPPER_QPOS], stamp, ["f1", "f2"]),
+                "object": conv.array_to_joint_state(
+                    values[OBJECT_STATE], stamp, [f"o{i}" for i in range(10)]
+                ),
+            }
+            for name, msg in messages.items():
+                if name not in self.silent:
+                    self.pubs[name].publish(msg)
+            row = np.array([[step, 0, 0, 0, 0, 0, 1]], np.float32)
+            chunk = TimedChunk(stamp, P_NS, row)
+            self.action_pub.publish(conv.timed_chunk_to_msg(chunk, stamp, 2, "applied"))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+
+
+class RecorderClient:
+    def __init__(self, context, name: str) -> None:
+        self.node = rclpy.create_node(f"client_{name}", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.start_client = self.node.create_client(StartEpisode, f"/{name}/start")
+        self.stop_client = self.node.create_client(StopEpisode, f"/{name}/stop")
+        self.discard_client = self.node.create_client(Trigger, f"/{name}/discard")
+        self.markers: list[EpisodeOutcome] = []
+        self.node.create_subscription(
+            EpisodeOutcome, "/recorder/episode_marker", self.markers.append, EVENT_QOS
+        )
+
+    def call(self, client, request, timeout: float = 60.0):
+        assert client.wait_for_service(timeout_sec=timeout), client.srv_name
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        assert future.done(), f"{client.srv_name} did not answer"
+        return future.result()
+
+    def start(self, task="lift", operator="tester"):
+        return self.call(
+            self.start_client, StartEpisode.Request(task=task, operator_name=operator)
+        )
+
+    def stop(self, success=True):
+        return self.call(self.stop_client, StopEpisode.Request(success=success))
+
+    def discard(self):
+        return self.call(self.discard_client, Trigger.Request())
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def start_recorder(store, name: str, *params: str) -> ChildProcess:
+    args = ["-m", "dp_ros.nodes.recorder_node", "--ros-args", "-r", f"__node:={name}"]
+    for item in (f"store:={store}", *params):
+        args += ["-p", item]
+    process = ChildProcess.python(*args, name=name)
+    process.wait_for(lambda line: "recording [" in line, timeout=60)
+    return process
+
+
+@pytest.fixture(scope="module")
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def feed(context):
+    feed = SimLikeFeed(context)
+    yield feed
+    feed.close()
+
+
+def check_rows_match_the_feed(episode: dict[str, np.ndarray]) -> np.ndarray:
+    """Every row's observations are the ones the feed sent for the step its action names."""
+    steps = episode["action"][:, 0].astype(int)
+    assert np.all(np.diff(steps) == 1), steps  # consecutive: nothing dropped in between
+    for row, step in enumerate(steps):
+        expected = step_values(step)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(episode[key][row], value, err_msg=f"{key} step {step}")
+    return steps
+
+
+def test_start_stop_records_aligned_episodes_and_sigkill_keeps_finished_ones(
+    context, feed, tmp_path
+):
+    store_path = tmp_path / "store"
+    process = start_recorder(store_path, "recorder_a")
+    client = RecorderClient(context, "recorder_a")
+    try:
+        for expected_index in (0, 1):
+            started = client.start()
+            assert started.success and started.episode_index == expected_index, started.message
+            first_step = feed.step
+            client.spin_for(1.0)
+            stopped = client.stop(success=True)
+            last_step = feed.step
+            assert stopped.saved, stopped.message
+            assert stopped.episode_index == expected_index
+            # About 20 steps in 1 s; the boundaries fall within a step of the calls.
+            assert abs(stopped.frames - (last_step - first_step)) <= 2, stopped.message
+        assert not client.stop().saved  # nothing open
+        assert not client.start(task="x").success or client.discard().success  # restarts fine
+        client.start()
+        client.spin_for(0.5)
+        process.kill()  # SIGKILL mid-episode
+        client.spin_for(0.3)
+        reasons = [marker.reason for marker in client.markers]
+        assert reasons[:4] == ["start", "stop", "start", "stop"], reasons
+    finally:
+        client.close()
+        process.stop()
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 2
+    for index in range(2):
+        episode = store.episode(index)
+        steps = check_rows_match_the_feed(episode)
+        metadata = store.episode_metadata(index)
+        assert metadata["task"] == "lift" and metadata["operator"] == "tester"
+        assert metadata["success"] is True and metadata["frames"] == len(steps)
+        assert metadata["dropped_frames"] == 0 and metadata["action_sources"] == {
+            "teleop": len(steps)
+        }
+        assert metadata["start_stamp_ns"] == feed.stamps[int(steps[0])]
+        assert metadata["last_stamp_ns"] == feed.stamps[int(steps[-1])]
+    EpisodeStore.open(store_path, mode="a").close()  # the killed writer's lock is gone
+
+
+def test_discard_leaves_no_trace_and_incomplete_streams_are_refused(context, feed, tmp_path):
+    store_path = tmp_path / "store"
+    process = start_recorder(store_path, "recorder_b")
+    client = RecorderClient(context, "recorder_b")
+    try:
+        assert client.start().success
+        client.spin_for(0.6)
+        assert client.stop().saved
+        before = sorted(p.relative_to(store_path) for p in store_path.rglob("*"))
+        assert client.start().success
+        client.spin_for(0.6)
+        discarded = client.discard()
+        assert discarded.success and "discarded" in discarded.message
+        assert not client.stop().saved  # nothing left to stop
+        after = sorted(p.relative_to(store_path) for p in store_path.rglob("*"))
+        assert after == before  # not one file written
+        feed.silent = {"wrist"}
+        client.spin_for(0.5)  # let the wrist history fall behind the actions
+        assert client.start().success
+        client.spin_for(0.8)
+        refused = client.stop()
+        assert not refused.saved
+        assert "refused" in refused.message and WRIST_IMAGE in refused.message, refused.message
+    finally:
+        feed.silent = set()
+        client.close()
+        process.stop()
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 1
+    check_rows_match_the_feed(store.episode(0))
+
+
+def test_auto_start_and_stop_follow_episode_outcomes(context, feed, tmp_path):
+    store_path = tmp_path / "store"
+    feed.use_outcome_topic("/recorder_c_test/outcome")
+    process = start_recorder(
+        store_path,
+        "recorder_c",
+        "auto_start:=true",
+        "auto_stop:=true",
+        "task:=lift",
+        "outcome_topic:=/recorder_c_test/outcome",
+    )
+    client = RecorderClient(context, "recorder_c")
+    try:
+        deadline = time.monotonic() + 30
+        while feed.outcome_pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            client.spin_for(0.1)  # a reliable volatile outcome sent before matching is lost
+        client.spin_for(0.3)
+        feed.outcome_steps.clear()
+        outcomes = ((False, "reset"), (True, "success"), (False, "horizon"), (True, "success"))
+        for success, reason in outcomes:
+            feed.end_episode(success, reason)
+            client.spin_for(0.7)
+        outcome_steps = list(feed.outcome_steps)
+        assert len(outcome_steps) == 4
+    finally:
+        client.close()
+        assert process.stop() == 0, process.output()
+    # Episodes between outcomes: [reset, success) saved; [success, horizon) failed, discarded;
+    # [horizon, success) saved; the one after the last outcome is discarded at shutdown.
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 2, process.output()
+    for index, (first, end) in enumerate([outcome_steps[0:2], outcome_steps[2:4]]):
+        steps = check_rows_match_the_feed(store.episode(index))
+        assert steps[0] == first and steps[-1] == end - 1, (steps, first, end)
+        assert store.episode_metadata(index)["outcome"] == "success"
+
+
+def test_bad_parameters_are_refused_at_start(tmp_path):
+    process = ChildProcess.python(
+        "-m", "dp_ros.nodes.recorder_node", "--ros-args", "-p", "store:=''", name="bad"
+    )
+    assert process.wait(timeout=60) == 2
+    assert "parameter store is empty" in process.output()
+    process = ChildProcess.python(
+        "-m",
+        "dp_ros.nodes.recorder_node",
+        "--ros-args",
+        "-p",
+        f"store:={tmp_path / 's'}",
+        "-p",
+        "object_topic:=''",
+        name="bad2",
+    )
+    assert process.wait(timeout=60) == 2
+    assert "parameter object_topic is empty" in process.output()
+    assert not os.path.exists(tmp_path / "s")
