@@ -209,3 +209,16 @@ def test_episode_steps_refuse_actions_outside_their_window():
     steps = EpisodeSteps(ObservationBuffer(config()), start_ns=100)
     with pytest.raises(ValueError, match="outside"):
         steps.add_action(50, action(0))
+
+
+def test_a_stop_long_after_the_last_action_finishes_after_the_grace():
+    session = RecordingSession(config())
+    session.start(0)
+    for t in (0, 50):
+        session.add_observation(CAM, t * MS, image(0))
+        session.add_observation(POS, t * MS, np.zeros(3, np.float32))
+        session.add_action(t * MS, action(0))
+    session.stop(1000 * MS, closed_at=5.0)  # actions stopped 950 ms before the stop
+    assert session.collect(now=5.1, timeout=2.0, grace=0.3) == []
+    (done,) = session.collect(now=5.4, timeout=2.0, grace=0.3)
+    assert done.assembled.report.steps == 2

@@ -68,6 +68,9 @@ NS = 1_000_000_000
 # Seconds a stop may wait for its episode to be written (a 5-minute episode takes seconds).
 WRITE_TIMEOUT_S = 300.0
 POLL_PERIOD_S = 0.1
+# A stopped episode whose steps all have their observations is written after this long, even if
+# the stop came well after the last action: messages in flight on one host take milliseconds.
+SETTLE_GRACE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,8 @@ class RecorderNode(Node):
         if not self.session.closing:
             return
         timeout = self.config.stop_timeout
-        for finished in self.session.collect(time.monotonic(), timeout, force):
+        now = time.monotonic()
+        for finished in self.session.collect(now, timeout, force, grace=SETTLE_GRACE_S):
             waiter = self._waiters.pop(finished.steps, None)
             with self._queued_lock:
                 self._queued_writes += 1

@@ -250,6 +250,7 @@ class EpisodeSteps:
         self._unsettled: deque[Step] = deque()  # steps still waiting for some key, oldest first
         self.refused_actions = 0
         self.closed_at: float | None = None  # caller's clock (s) when closed, for time-outs
+        self._received_at_start = {key: s.received for key, s in buffer.stats.items()}
 
     def accepts(self, stamp_ns: int) -> bool:
         return stamp_ns >= self.start_ns and (self.end_ns is None or stamp_ns < self.end_ns)
@@ -301,6 +302,11 @@ class EpisodeSteps:
             self.steps = self.steps[: len(self.steps) - len(late)]
             self._unsettled = deque(s for s in self._unsettled if s.stamp_ns < self.end_ns)
         return late
+
+    @property
+    def picked_all(self) -> bool:
+        """Every step so far has an observation picked for every key."""
+        return not self._unsettled
 
     @property
     def settled(self) -> bool:
@@ -392,7 +398,12 @@ class EpisodeSteps:
         stamps = np.array([step.stamp_ns for step in kept], dtype=np.int64)
         metadata = dict(self.metadata)
         metadata.update(report.as_metadata())
+        received = {
+            key: stats.received - self._received_at_start[key]
+            for key, stats in self.buffer.stats.items()
+        }
         metadata.update(
+            messages_received=received,  # per key, from the start until assembly
             start_stamp_ns=int(stamps[0]),
             last_stamp_ns=int(stamps[-1]),
             period_ns=self.config.period_ns,

@@ -139,23 +139,34 @@ class RecordingSession:
     # ---- finishing -----------------------------------------------------------------------
 
     def collect(
-        self, now: float | None = None, timeout: float | None = None, force: bool = False
+        self,
+        now: float | None = None,
+        timeout: float | None = None,
+        force: bool = False,
+        grace: float | None = None,
     ) -> list[FinishedEpisode]:
         """Closing episodes that are done, oldest first (order kept for the store).
 
-        Done means settled, or closed more than `timeout` (caller's clock, like `now`) ago, or
-        `force`.
+        Done means settled; or closed at least `grace` ago (caller's clock, like `now`) with
+        every step picked (actions had stopped before the stop: nothing is missing but messages
+        still in flight, which `grace` covers); or closed at least `timeout` ago; or `force`.
         """
         finished = []
         while self.closing:
             episode = self.closing[0]
-            timed_out = (
-                timeout is not None
-                and now is not None
-                and episode.closed_at is not None
-                and now - episode.closed_at >= timeout
+            closed_for = (
+                now - episode.closed_at
+                if now is not None and episode.closed_at is not None
+                else None
             )
-            if not (force or timed_out or episode.settled):
+            timed_out = timeout is not None and closed_for is not None and closed_for >= timeout
+            quiet = (
+                grace is not None
+                and closed_for is not None
+                and closed_for >= grace
+                and episode.picked_all
+            )
+            if not (force or timed_out or quiet or episode.settled):
                 break
             self.closing.pop(0)
             finished.append(finish(episode))
