@@ -16,6 +16,9 @@ CONSOLE_SCRIPTS = [
     "dp-import-robomimic = dp_ros.data.robomimic_import:main",
     "policy_node = dp_ros.nodes.policy_node:main",
     "sim_node = dp_ros.nodes.sim_node:main",
+    "recorder_node = dp_ros.nodes.recorder_node:main",
+    "teleop_node = dp_ros.nodes.teleop_node:main",
+    "dp-bag-to-store = dp_ros.recording.bag_convert:main",
 ]
 
 setup(

@@ -90,6 +90,10 @@ class ChunkPlayer:
     def pending_rows(self) -> int:
         return 0 if self._chunk is None else len(self._chunk.rows) - self._next_row
 
+    def set_gripper(self, command: float) -> None:
+        """A command applied from elsewhere (teleop) sets the gripper state holds keep."""
+        self._gripper = float(command)
+
     def hold_action(self) -> np.ndarray:
         """Zero motion with the last commanded gripper state."""
         action = np.zeros(self.action_dim, dtype=np.float32)
