@@ -17,9 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
@@ -31,6 +29,7 @@ from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, SENSOR_QOS, STATUS_QOS
+from dp_ros.nodes.spin import run_node
 
 NS = 1_000_000_000
 
@@ -337,6 +336,9 @@ class PolicyNode(LifecycleNode):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
+    def close(self) -> None:
+        self._stop_worker()
+
     def _stop_worker(self) -> None:
         self._stop.set()
         if self._worker is not None:
@@ -345,24 +347,7 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except ValueError as error:  # a bad parameter: refuse at start, say which
-        print(f"policy_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._stop_worker()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy_node", PolicyNode, args, threads=4)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -46,6 +44,7 @@ from dp_ros.data.store import StoreError
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
 from dp_ros.nodes.qos import EVENT_QOS
+from dp_ros.nodes.spin import run_node
 from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps
 from dp_ros.recording.decode import (
     decode_applied_action,
@@ -388,24 +387,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except (ValueError, OSError) as error:  # a bad parameter or store: refuse at start
-        print(f"recorder_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("recorder_node", RecorderNode, args, threads=3)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
@@ -38,6 +36,7 @@ from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.keys import ACTION_DIM, EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
 from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.spin import run_node
 from dp_ros.recording.keyboard import (
     GRIPPER_CLOSED,
     GRIPPER_OPEN,
@@ -331,25 +330,7 @@ class TeleopNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = TeleopNode()
-    except ValueError as error:  # bad parameter, no terminal, no space mouse: refuse at start
-        print(f"teleop_node: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not node.done.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return node.exit_code
+    return run_node("teleop_node", TeleopNode, args, threads=2)
 
 
 if __name__ == "__main__":
