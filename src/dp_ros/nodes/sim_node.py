@@ -1,0 +1,286 @@
+"""sim_node: the robosuite simulation as a ROS robot.
+
+Out (all stamped with the same simulated instant): both cameras (sensor_msgs/Image rgb8), the
+end-effector pose (geometry_msgs/PoseStamped), the gripper (sensor_msgs/JointState), the object
+state (sensor_msgs/JointState, for state-based policies), the action applied at each control step
+(`applied_action`, dp_msgs/ActionChunk with one row, what a recorder records), episode outcomes,
+and /clock when `publish_clock` is set.
+
+In: ActionChunks, played the way a robot driver should (dp_ros.acting.chunk_timing.ChunkPlayer:
+each row at its stamp, late rows dropped, a newer chunk replaces the rest of an older one, hold
+when nothing is left); single-step teleop commands (ActionChunk with one row, applied at the next
+step); `~/reset` (dp_msgs/ResetEnv).
+
+Time: with publish_clock, simulated time advances one control period per step and is published
+on /clock; steps are paced at `real_time_factor` x real time (0: as fast as possible).
+"""
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+
+from dp_msgs.msg import ActionChunk, EpisodeOutcome
+from dp_msgs.srv import ResetEnv
+from dp_ros import conversions as conv
+from dp_ros.acting.chunk_timing import ChunkPlayer, TimedChunk
+from dp_ros.keys import (
+    ACTION_DIM,
+    AGENTVIEW_IMAGE,
+    EEF_POS,
+    EEF_QUAT,
+    GRIPPER_QPOS,
+    OBJECT_STATE,
+    WRIST_IMAGE,
+)
+from dp_ros.nodes.params import NodeConfig, declare_and_load, param
+from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.spin import run_node
+
+NS = 1_000_000_000
+# Simulated time starts here rather than at 0: ROS treats time 0 as "no clock received yet".
+SIM_EPOCH_NS = 1_000 * NS
+GRIPPER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+
+
+@dataclass(frozen=True)
+class SimNodeConfig(NodeConfig):
+    task: str = param("lift", "Simulated task.", choices=("lift", "can", "square"))
+    seed: int = param(0, "Seed of the first episode; each new episode adds one.", 0, 2**31 - 1)
+    cameras: bool = param(True, "Render and publish the agent-view and wrist cameras.")
+    image_size: int = param(84, "Camera images are image_size x image_size.", 16, 1024)
+    fast_render: bool = param(True, "Turn MSAA and reflections off (faster on CPU).")
+    control_rate: float = param(20.0, "Control steps per simulated second.", 1.0, 1000.0)
+    real_time_factor: float = param(
+        1.0, "Simulated seconds per wall second; 0 steps as fast as possible.", 0.0, 100.0
+    )
+    publish_clock: bool = param(True, "Publish /clock so use_sim_time nodes follow the sim.")
+    max_episode_steps: int = param(0, "Steps before an episode ends; 0: the task's own.", 0, 10**6)
+    auto_reset: bool = param(True, "Begin a new episode when one ends (success or step limit).")
+    frame_id: str = param("world", "Frame of the published pose.")
+    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera output.")
+    wrist_topic: str = param("/wrist/image_raw", "Wrist camera output.")
+    eef_pose_topic: str = param("/eef_pose", "End-effector pose output.")
+    gripper_topic: str = param("/gripper/joint_states", "Gripper joint state output.")
+    object_topic: str = param("/sim/object_state", "Object state output (JointState).")
+    action_topic: str = param("/action_chunk", "ActionChunk input (from policy_node).")
+    command_topic: str = param("/teleop/command", "Single-step command input (teleop).")
+    applied_action_topic: str = param("/sim/applied_action", "The action applied at each step.")
+    outcome_topic: str = param("/sim/episode_outcome", "EpisodeOutcome output.")
+
+    def validate(self) -> None:
+        if self.real_time_factor == 0 and not self.publish_clock:
+            raise ValueError(
+                "parameter real_time_factor=0 (as fast as possible) needs publish_clock=true: "
+                "stamps would otherwise run ahead of the wall clock"
+            )
+
+    @property
+    def period_ns(self) -> int:
+        return round(NS / self.control_rate)
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sim_node", **kwargs)
+        self.config: SimNodeConfig = declare_and_load(self, SimNodeConfig)
+        from dp_ros.sim.env import SimEnv  # robosuite import: seconds, only when needed
+
+        cfg = self.config
+        self.env = SimEnv(
+            cfg.task,
+            cameras=cfg.cameras,
+            image_size=cfg.image_size,
+            fast_render=cfg.fast_render,
+            max_episode_steps=cfg.max_episode_steps or None,
+        )
+        self.player = ChunkPlayer(cfg.period_ns, ACTION_DIM)
+        self._lock = threading.Lock()  # the env and the player: step thread vs callbacks
+        self._command: np.ndarray | None = None
+        self._episode = 0
+        self._next_seed = cfg.seed
+        self._steps = 0
+        self._sim_ns = SIM_EPOCH_NS
+        self._make_publishers()
+        self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
+        self.create_subscription(ActionChunk, cfg.command_topic, self._on_command, EVENT_QOS)
+        self.create_service(ResetEnv, "~/reset", self._on_reset)
+        self._observation = self._reset_episode(cfg.seed)
+        self._stop = threading.Event()
+        self._stepper = threading.Thread(target=self._step_loop, name="sim_steps", daemon=True)
+
+    def start(self) -> None:
+        self._stepper.start()
+
+    def _make_publishers(self) -> None:
+        cfg = self.config
+        self._pub = {
+            AGENTVIEW_IMAGE: self.create_publisher(Image, cfg.agentview_topic, SENSOR_QOS),
+            WRIST_IMAGE: self.create_publisher(Image, cfg.wrist_topic, SENSOR_QOS),
+            "pose": self.create_publisher(PoseStamped, cfg.eef_pose_topic, SENSOR_QOS),
+            GRIPPER_QPOS: self.create_publisher(JointState, cfg.gripper_topic, SENSOR_QOS),
+            OBJECT_STATE: self.create_publisher(JointState, cfg.object_topic, SENSOR_QOS),
+        }
+        self._applied_pub = self.create_publisher(ActionChunk, cfg.applied_action_topic, EVENT_QOS)
+        self._outcome_pub = self.create_publisher(EpisodeOutcome, cfg.outcome_topic, EVENT_QOS)
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
+
+    # ---- time ----------------------------------------------------------------------------
+
+    def _now_ns(self) -> int:
+        """The instant of the current step: simulated time, or the wall clock."""
+        return self._sim_ns if self.config.publish_clock else self.get_clock().now().nanoseconds
+
+    def _advance_time(self) -> None:
+        self._sim_ns += self.config.period_ns
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=conv.ns_to_stamp(self._sim_ns)))
+
+    # ---- stepping ------------------------------------------------------------------------
+
+    def _step_loop(self) -> None:
+        rtf = self.config.real_time_factor
+        wall_period = self.config.period_ns / NS / rtf if rtf > 0 else 0.0
+        next_wall = time.monotonic()
+        self._publish_observation(self._observation, self._now_ns())
+        while not self._stop.is_set():
+            if wall_period:
+                next_wall += wall_period
+                delay = next_wall - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_wall = time.monotonic()  # running behind: do not try to catch up
+            self._step_once()
+
+    def _step_once(self) -> None:
+        with self._lock:
+            tick_ns = self._now_ns()
+            action, source = self._action_for(tick_ns)
+            observation, _, done, info = self.env.step(action)
+            self._steps += 1
+        self._publish_applied(action, tick_ns, source)
+        self._advance_time()
+        stamp_ns = self._now_ns()
+        success = bool(info.get("success", False))
+        if success or done:
+            self._publish_outcome(success, "success" if success else "horizon", stamp_ns)
+            if self.config.auto_reset:
+                with self._lock:
+                    observation = self._reset_episode(self._next_seed)
+        self._observation = observation
+        self._publish_observation(observation, stamp_ns)
+
+    def _action_for(self, tick_ns: int) -> tuple[np.ndarray, int]:
+        """Teleop command if one arrived since the last step, else the chunk row due now.
+
+        The second value says where the action came from: 0 hold, 1 chunk, 2 teleop command.
+        """
+        if self._command is not None:
+            command, self._command = self._command, None
+            self.player.set_gripper(command[-1])  # holds after teleop keep its gripper state
+            return command, 2
+        action, fresh = self.player.action_at(tick_ns)
+        return action, 1 if fresh else 0
+
+    def _reset_episode(self, seed: int) -> dict:
+        observation = self.env.reset(seed=seed)
+        self.player.clear()
+        self._command = None
+        self._episode += 1
+        self._steps = 0
+        self._next_seed = seed + 1
+        return observation
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    def _publish_observation(self, observation: dict, stamp_ns: int) -> None:
+        cfg = self.config
+        if cfg.cameras:
+            for key in (AGENTVIEW_IMAGE, WRIST_IMAGE):
+                frame = (
+                    AGENTVIEW_IMAGE.removesuffix("_image") if key == AGENTVIEW_IMAGE else "wrist"
+                )
+                self._pub[key].publish(conv.rgb_to_image(observation[key], stamp_ns, frame))
+        self._pub["pose"].publish(
+            conv.arrays_to_pose(
+                observation[EEF_POS], observation[EEF_QUAT], stamp_ns, cfg.frame_id
+            )
+        )
+        self._pub[GRIPPER_QPOS].publish(
+            conv.array_to_joint_state(observation[GRIPPER_QPOS], stamp_ns, GRIPPER_JOINTS)
+        )
+        state = observation[OBJECT_STATE]
+        names = [f"object_{i}" for i in range(len(state))]
+        self._pub[OBJECT_STATE].publish(conv.array_to_joint_state(state, stamp_ns, names))
+
+    def _publish_applied(self, action: np.ndarray, tick_ns: int, source: int) -> None:
+        """One row: the action applied at `tick_ns`; `sequence` tells hold/chunk/teleop."""
+        chunk = TimedChunk(tick_ns, self.config.period_ns, action[None, :])
+        self._applied_pub.publish(conv.timed_chunk_to_msg(chunk, tick_ns, source, "applied"))
+
+    def _publish_outcome(self, success: bool, reason: str, stamp_ns: int) -> None:
+        msg = EpisodeOutcome(
+            task=self.config.task, episode=self._episode, success=success, steps=self._steps
+        )
+        msg.reason = reason
+        msg.header.stamp = conv.ns_to_stamp(stamp_ns)
+        self._outcome_pub.publish(msg)
+        played, dropped = self.player.played_rows, self.player.dropped_rows
+        self.get_logger().info(
+            f"episode {self._episode} ended: {reason} after {self._steps} steps "
+            f"(chunk rows played {played}, dropped as late {dropped})"
+        )
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        try:
+            chunk = conv.msg_to_timed_chunk(msg, self.config.action_topic, ACTION_DIM)
+        except ValueError as error:
+            self.get_logger().warning(f"chunk refused: {error}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            self.player.submit(chunk)
+
+    def _on_command(self, msg: ActionChunk) -> None:
+        try:
+            chunk = conv.msg_to_timed_chunk(msg, self.config.command_topic, ACTION_DIM)
+        except ValueError as error:
+            self.get_logger().warning(f"command refused: {error}", throttle_duration_sec=2.0)
+            return
+        self._command = np.clip(chunk.rows[0], -1.0, 1.0)
+
+    def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
+        seed = self._next_seed if request.seed < 0 else int(request.seed)
+        with self._lock:
+            if self._steps:
+                self._publish_outcome(False, "reset", self._now_ns())
+            self._observation = self._reset_episode(seed)
+            # The new episode's first observation gets a fresh instant: stamps never repeat.
+            self._advance_time()
+        self._publish_observation(self._observation, self._now_ns())
+        response.success = True
+        response.message = f"episode {self._episode}, seed {seed}"
+        response.episode = self._episode
+        return response
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._stepper.is_alive():
+            self._stepper.join(timeout=10)
+        self.env.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("sim_node", SimNode, args, threads=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

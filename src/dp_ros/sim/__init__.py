@@ -1,0 +1,1 @@
+"""robosuite simulation (ROS-free): environment, scripted demonstrators, collection, evaluation."""
