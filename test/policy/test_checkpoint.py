@@ -1,0 +1,235 @@
+"""Checkpoints: bit-identical round trip, golden sampler outputs, refusals that say why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dp_ros import keys
+from dp_ros.policy import golden
+from dp_ros.policy.checkpoint import (
+    FORMAT_VERSION,
+    META_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_policy,
+    read_checkpoint_json,
+    save_policy,
+)
+from dp_ros.policy.config import image_shape_meta, tiny_config
+from dp_ros.policy.policy import make_policy
+from dp_ros.policy.random_inputs import random_obs, random_stats
+from dp_ros.policy.schedulers import EMA
+
+GOLDEN_FILE = Path(__file__).parent / "golden" / "tiny_policy.json"
+
+
+def _policy(denoiser="unet", seed=0):
+    meta = image_shape_meta(image_hw=(40, 40))
+    torch.manual_seed(seed)
+    return make_policy(tiny_config(meta, denoiser=denoiser), random_stats(meta, seed)).eval()
+
+
+def _sample(policy, obs, seed=5):
+    with torch.inference_mode():
+        return policy.predict_action(obs, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+def test_round_trip_gives_bit_identical_predictions(tmp_path, denoiser):
+    policy = _policy(denoiser)
+    path = save_policy(policy, tmp_path / "ckpt", metadata={"epoch": 3, "task": "lift"})
+    assert sorted(p.name for p in path.iterdir()) == [META_FILE, WEIGHTS_FILE]
+    loaded = load_policy(path, "cpu")
+    assert not loaded.training
+    assert loaded.config == policy.config
+    obs = random_obs(policy.config.shape_meta, B=2, To=2, seed=1)
+    a, b = _sample(policy, obs), _sample(loaded, obs)
+    assert torch.equal(a["action_pred"], b["action_pred"])
+    for key, stats in policy.normalizer.stats.items():
+        for name, value in stats.items():
+            assert np.array_equal(loaded.normalizer.stats[key][name], value)
+    document = read_checkpoint_json(path)
+    assert document["format_version"] == FORMAT_VERSION
+    assert document["metadata"] == {"epoch": 3, "task": "lift"}
+    assert document["config"]["shape_meta"]["obs"][keys.AGENTVIEW_IMAGE]["type"] == "rgb"
+
+
+def test_saved_weights_are_float32_even_from_a_bf16_policy(tmp_path):
+    policy = _policy()
+    reference = {k: v.clone() for k, v in policy.state_dict().items()}
+    policy.to_compute_dtype(torch.bfloat16)
+    path = save_policy(policy, tmp_path / "ckpt")
+    tensors = load_file(str(path / WEIGHTS_FILE))
+    assert all(t.dtype == torch.float32 for t in tensors.values())
+    name = "denoiser.head.1.weight"
+    assert torch.allclose(tensors[name], reference[name], atol=1e-2)
+
+
+def test_ema_weights_save_as_tensors_and_follow_the_schedule(tmp_path):
+    policy = _policy()
+    ema = EMA(policy, power=0.75, max_decay=0.9999)
+    assert ema.decay(0) == 0.0
+    assert ema.decay(10) == pytest.approx(1 - 11**-0.75)
+    assert ema.decay(10**9) == 0.9999
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    ema.update(policy)  # decay 0: copies
+    name, param = next(iter(policy.named_parameters()))
+    assert torch.equal(dict(ema.averaged.named_parameters())[name], param)
+    before = dict(ema.averaged.named_parameters())[name].clone()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    ema.update(policy)  # decay 1 - 2**-0.75 ~ 0.405: moves 59.5% of the way
+    moved = dict(ema.averaged.named_parameters())[name] - before
+    assert torch.allclose(moved, torch.full_like(moved, 2**-0.75), atol=1e-5)
+    save_file(ema.state_dict(), str(tmp_path / "ema.safetensors"))
+    again = EMA(_policy(seed=1))
+    again.load_state_dict(load_file(str(tmp_path / "ema.safetensors")))
+    assert again.step == 2
+    assert torch.equal(dict(again.averaged.named_parameters())[name], before + moved)
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_golden_sampler_outputs_are_unchanged():
+    """Regenerate with `python -m dp_ros.policy.golden test/policy/golden/tiny_policy.json`."""
+    expected = json.loads(GOLDEN_FILE.read_text())
+    assert len(expected["cases"]) == len(golden.CASES)
+    for case in expected["cases"]:
+        policy = golden.golden_policy(case["denoiser"])
+        got = golden.sample_case(policy, case["sampler"], case["num_inference_steps"])
+        want = np.asarray(case["action_pred"], dtype=np.float32)
+        assert got.shape == want.shape == (golden.BATCH, 8, 7)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str(case)[:80])
+
+
+def test_golden_policy_does_not_disturb_the_global_rng():
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    golden.golden_policy("unet")
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_policy(_policy(), tmp_path / "ckpt")
+
+
+def _edit_json(path, edit):
+    document = json.loads((path / META_FILE).read_text())
+    edit(document)
+    (path / META_FILE).write_text(json.dumps(document))
+
+
+def test_missing_directory_or_files_are_refused(tmp_path, checkpoint):
+    with pytest.raises(CheckpointError, match=r"policy\.json: missing"):
+        load_policy(tmp_path / "nowhere")
+    (checkpoint / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"policy\.safetensors: missing"):
+        load_policy(checkpoint)
+
+
+def test_unknown_format_version_is_refused(checkpoint):
+    _edit_json(checkpoint, lambda d: d.update(format_version=99))
+    with pytest.raises(CheckpointError, match=r"format_version=99 is not supported"):
+        load_policy(checkpoint)
+
+
+def test_not_json_is_refused(checkpoint):
+    (checkpoint / META_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"not valid JSON"):
+        load_policy(checkpoint)
+
+
+def test_bit_flip_in_weights_is_refused(checkpoint):
+    data = bytearray((checkpoint / WEIGHTS_FILE).read_bytes())
+    data[-10] ^= 0xFF
+    (checkpoint / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"corrupt \(SHA-256 differs"):
+        load_policy(checkpoint)
+
+
+def test_truncated_weights_are_refused_even_without_a_hash(checkpoint):
+    _edit_json(checkpoint, lambda d: d.pop("weights_sha256"))
+    data = (checkpoint / WEIGHTS_FILE).read_bytes()
+    (checkpoint / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"unreadable safetensors file"):
+        load_policy(checkpoint)
+
+
+def test_config_that_does_not_match_the_weights_is_refused(checkpoint):
+    _edit_json(checkpoint, lambda d: d["config"]["unet"].update(down_dims=[32, 128]))
+    with pytest.raises(CheckpointError, match=r"tensor '.*' has shape .* the config expects"):
+        load_policy(checkpoint)
+
+
+def test_config_with_another_denoiser_is_refused_naming_tensors(checkpoint):
+    _edit_json(checkpoint, lambda d: d["config"].update(denoiser="transformer"))
+    with pytest.raises(CheckpointError, match=r"missing tensors \['denoiser\."):
+        load_policy(checkpoint)
+
+
+def test_invalid_config_is_refused_with_the_field(checkpoint):
+    _edit_json(checkpoint, lambda d: d["config"].update(n_action_steps=40))
+    with pytest.raises(CheckpointError, match=r"bad config: PolicyConfig\.n_action_steps=40"):
+        load_policy(checkpoint)
+    _edit_json(checkpoint, lambda d: d["config"].update(n_action_steps=8, surprise=1))
+    with pytest.raises(CheckpointError, match=r"bad config: .*\['surprise'\].*unknown"):
+        load_policy(checkpoint)
+
+
+def test_missing_and_unexpected_tensors_are_refused(checkpoint):
+    tensors = load_file(str(checkpoint / WEIGHTS_FILE))
+    for edit, pattern in [
+        (
+            lambda t: t.pop("normalizer.action.scale"),
+            r"missing tensors \['normalizer\.action\.scale",
+        ),
+        (lambda t: t.update(extra=torch.zeros(1)), r"unexpected tensors \['extra'\]"),
+    ]:
+        changed = dict(tensors)
+        edit(changed)
+        save_file(changed, str(checkpoint / WEIGHTS_FILE))
+        _edit_json(checkpoint, lambda d: d.pop("weights_sha256", None))
+        with pytest.raises(CheckpointError, match=pattern):
+            load_policy(checkpoint)
+
+
+def test_normaliser_tensors_must_agree_with_recorded_stats(checkpoint):
+    def shift(document):
+        document["normalizer_stats"]["action"]["max"][0] += 1.0
+
+    _edit_json(checkpoint, shift)
+    with pytest.raises(CheckpointError, match=r"normaliser tensor 'action\.scale' disagrees"):
+        load_policy(checkpoint)
+
+
+def test_stats_with_wrong_shape_are_refused(checkpoint):
+    _edit_json(checkpoint, lambda d: d["normalizer_stats"]["action"].update(min=[0.0]))
+    with pytest.raises(CheckpointError, match=r"bad normalizer_stats: .*\['action'\]\['min'\]"):
+        load_policy(checkpoint)
+
+
+def test_never_unpickles(checkpoint, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load called")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    load_policy(checkpoint)
