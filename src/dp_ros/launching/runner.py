@@ -75,7 +75,8 @@ class GraphRun:
         from dp_ros.launching.lifecycle import LifecycleClient
 
         context = rclpy.Context()
-        rclpy.init(context=context)
+        # Not sys.argv: the runner's own name:=value arguments are not ROS remap rules.
+        rclpy.init(args=["dp-ros"], context=context)
         node = rclpy.create_node("dp_ros_runner", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)

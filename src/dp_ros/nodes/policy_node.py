@@ -103,7 +103,7 @@ class PolicyNode(LifecycleNode):
         self.config: PolicyNodeConfig = declare_and_load(self, PolicyNodeConfig)
         self.core: ActingCore | None = None
         self.plan: dict[str, str] = {}
-        self._subscriptions = []
+        self._input_subscriptions = []
         self._input_errors: dict[str, tuple[int, str]] = {}  # stream -> (time ns, error)
         self._enabled = self.config.start_enabled
         self._worker: threading.Thread | None = None
@@ -179,9 +179,9 @@ class PolicyNode(LifecycleNode):
 
     def _release(self) -> None:
         """Drop subscriptions and the policy, and give its memory back (GPU included)."""
-        for subscription in self._subscriptions:
+        for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._input_subscriptions = []
         device = self.config.device
         self.core = None
         gc.collect()
@@ -200,7 +200,7 @@ class PolicyNode(LifecycleNode):
             else:
                 message_type = PoseStamped if kind == "pose" else JointState
             callback = self._handler(stream_name, topic)
-            self._subscriptions.append(
+            self._input_subscriptions.append(
                 self.create_subscription(message_type, topic, callback, SENSOR_QOS)
             )
 

@@ -149,7 +149,7 @@ class SimNode(Node):
         wall_period = self.config.period_ns / NS / rtf if rtf > 0 else 0.0
         next_wall = time.monotonic()
         self._publish_observation(self._observation, self._now_ns())
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             if wall_period:
                 next_wall += wall_period
                 delay = next_wall - time.monotonic()
@@ -157,7 +157,12 @@ class SimNode(Node):
                     self._stop.wait(delay)
                 else:
                     next_wall = time.monotonic()  # running behind: do not try to catch up
-            self._step_once()
+            try:
+                self._step_once()
+            except Exception:
+                if not self.context.ok():  # Ctrl-C shut rclpy down mid-step: just stop
+                    return
+                raise
 
     def _step_once(self) -> None:
         with self._lock:

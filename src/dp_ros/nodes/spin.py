@@ -10,7 +10,11 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 
 REFUSED_AT_START = 2
@@ -24,7 +28,10 @@ def run_node(name: str, make_node: Callable[[], Node], args=None, threads: int =
         print(f"{name}: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return REFUSED_AT_START
-    executor = MultiThreadedExecutor(num_threads=threads)
+    if threads > 1:
+        executor = MultiThreadedExecutor(num_threads=threads)
+    else:
+        executor = SingleThreadedExecutor()
     executor.add_node(node)
     done = getattr(node, "done", None)
     try:
