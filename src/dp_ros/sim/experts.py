@@ -61,8 +61,14 @@ class Expert:
     def object_position(self, observation: dict) -> np.ndarray:
         return np.asarray(observation[OBJECT_STATE][OBJECT_POS_SLICE[self.task]], dtype=np.float64)
 
-    def reset(self, observation: dict) -> None:
-        """Plan the episode from its first observation (and pick a route in multimodal mode)."""
+    def reset(self, observation: dict | None = None) -> None:
+        """Plan the episode from its first observation (and pick a route in multimodal mode).
+
+        Without an observation, the plan is made from the next one `act` receives.
+        """
+        if observation is None:
+            self._plan = []
+            return
         side = 1.0
         if self.mode == "multimodal":
             side = 1.0 if self.rng.random() < 0.5 else -1.0
@@ -141,7 +147,7 @@ def plan_can(can: np.ndarray, side: float, mode: str) -> tuple[list[Waypoint], s
 
 
 def make_expert(
-    task: str, seed: int, noise: float = 0.0, mode: str = "default", max_speed: float = 0.8
+    task: str, seed: int = 0, noise: float = 0.0, mode: str = "default", max_speed: float = 0.8
 ) -> Expert:
     """A scripted demonstrator for `task` ("lift" or "can"); `seed` drives noise and routes."""
     return Expert(task, seed, noise, mode, max_speed)
