@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -28,7 +29,7 @@ from dp_ros import keys
 from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta, image_shape_meta
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_numpy_obs, random_stats
-from dp_ros.policy.runtime import PolicyRunner
+from dp_ros.policy.runtime import PolicyRunner, reduced_precision_is_fast
 
 OBJECT_DIM = 14  # robomimic Can / Square object state
 # name -> (policy kind, sampler, inference steps)
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_kernels": reduced_precision_is_fast(torch.device(args.device)),
         "threads": torch.get_num_threads(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "compile": args.compile,
         "warmup": args.warmup,
         "results": results,

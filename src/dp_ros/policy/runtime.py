@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +49,28 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def reduced_precision_is_fast(device: torch.device) -> bool:
+    """Whether bf16 weights can be expected to speed inference up on this device.
+
+    On CPU that needs oneDNN's bf16 kernels (AVX512-BF16 or AMX); without them torch falls back
+    to slow reference convolutions (measured on an AVX2-only host: the image encoder went from
+    0.4 s in fp32 to 6.5 s in bf16).
+    """
+    if device.type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class PolicyRunner:
     """Batch-1 inference for one policy on one device.
 
     ``dtype="bfloat16"`` converts the encoder and denoiser weights (the normaliser and the
-    sampler stay float32); on this machine's CPU that halves DDIM-16 latency at a cost of at
-    most ~0.04 (of [-1, 1]) in the sampled actions (DESIGN.md). ``compile`` wraps the denoiser
+    sampler stay float32); on a CPU with bf16 kernels that halves DDIM-16 latency at a cost of
+    at most ~0.04 (of [-1, 1]) in the sampled actions (DESIGN.md); on one without them it is
+    slower, and the runner warns. ``compile`` wraps the denoiser
     in ``torch.compile`` with that mode ("reduce-overhead" captures CUDA graphs on a GPU).
     """
 
@@ -71,6 +88,13 @@ class PolicyRunner:
         self.dtype = resolve_dtype(dtype)
         self.policy = policy.to(self.device).eval()
         if self.dtype != torch.float32:
+            if not reduced_precision_is_fast(self.device):
+                warnings.warn(
+                    f"dtype={self.dtype} on a CPU without bf16 kernels (AVX512-BF16/AMX) is "
+                    "slower than float32 here, not faster",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             self.policy.to_compute_dtype(self.dtype)
         if compile is not None:
             if compile not in COMPILE_MODES:
