@@ -20,7 +20,7 @@ from dp_ros.sim.collect import CollectConfig, CollectConfigError, collect, main,
 from dp_ros.sim.experts import make_expert
 
 SIZE = 32  # small renders keep the test fast; the layout is what is checked
-MAX_STEPS = 50  # the expert lifts the cube in about 33 steps; a failing seed stops here
+MAX_STEPS = 45  # the expert lifts the cube in about 33 steps; a failing seed stops here
 EXPECTED_SHAPES = {
     AGENTVIEW_IMAGE: (SIZE, SIZE, 3),
     WRIST_IMAGE: (SIZE, SIZE, 3),
