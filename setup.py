@@ -19,6 +19,8 @@ CONSOLE_SCRIPTS = [
     "recorder_node = dp_ros.nodes.recorder_node:main",
     "teleop_node = dp_ros.nodes.teleop_node:main",
     "dp-bag-to-store = dp_ros.recording.bag_convert:main",
+    "dp-collect = dp_ros.sim.collect:main",
+    "dp-eval = dp_ros.sim.evaluate:main",
 ]
 
 setup(
