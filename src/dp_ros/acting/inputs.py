@@ -36,26 +36,37 @@ STREAMS = (
 STREAM_BY_NAME = {stream.name: stream for stream in STREAMS}
 
 
+def streams_for(keys: tuple[str, ...] | list[str]) -> dict[str, Stream]:
+    """{stream name: Stream} of the streams that provide `keys`.
+
+    Raises ValueError naming a key that no stream provides.
+    """
+    provider = {key: stream for stream in STREAMS for key in stream.keys}
+    needed: dict[str, Stream] = {}
+    for key in keys:
+        stream = provider.get(key)
+        if stream is None:
+            raise ValueError(
+                f"observation {key!r} is provided by no input stream "
+                f"(streams provide: {sorted(provider)})"
+            )
+        needed[stream.name] = stream
+    return needed
+
+
 def plan_inputs(obs_keys: tuple[str, ...] | list[str], topics: dict[str, str]) -> dict[str, str]:
     """{stream name: topic} for the streams that provide `obs_keys`.
 
     Raises ValueError when a key has no stream or a needed stream has no topic configured, naming
     the key, the stream and the parameter to set.
     """
-    provider = {key: stream for stream in STREAMS for key in stream.keys}
     plan: dict[str, str] = {}
-    for key in obs_keys:
-        stream = provider.get(key)
-        if stream is None:
-            raise ValueError(
-                f"the policy needs observation {key!r}, which no input stream provides "
-                f"(streams provide: {sorted(provider)})"
-            )
-        topic = topics.get(stream.name, "")
+    for name, stream in streams_for(obs_keys).items():
+        topic = topics.get(name, "")
         if not topic:
             raise ValueError(
-                f"the policy needs {key!r} from the {stream.name!r} input, but parameter "
-                f"{stream.name}_topic is empty"
+                f"the policy needs {list(stream.keys)} from the {name!r} input, but parameter "
+                f"{name}_topic is empty"
             )
-        plan[stream.name] = topic
+        plan[name] = topic
     return plan

@@ -40,6 +40,7 @@ from std_srvs.srv import Trigger
 from dp_msgs.msg import ActionChunk, EpisodeOutcome
 from dp_msgs.srv import StartEpisode, StopEpisode
 from dp_ros import conversions as conv
+from dp_ros.acting.inputs import streams_for
 from dp_ros.data.store import StoreError
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
@@ -50,7 +51,6 @@ from dp_ros.recording.decode import (
     decode_applied_action,
     joint_names_from,
     make_decoder,
-    streams_for,
 )
 from dp_ros.recording.session import (
     MARKER_DISCARD,

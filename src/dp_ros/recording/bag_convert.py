@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from dp_ros import conversions as conv
+from dp_ros.acting.inputs import streams_for
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
 from dp_ros.recording.assembler import AssemblyConfig
 from dp_ros.recording.decode import (
     decode_applied_action,
     joint_names_from,
     make_decoder,
-    streams_for,
 )
 from dp_ros.recording.session import (
     MARKER_DISCARD,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dp_ros import conversions as conv
-from dp_ros.acting.inputs import STREAMS, Stream
+from dp_ros.acting.inputs import Stream
 from dp_ros.keys import ACTION_DIM, EEF_POS, EEF_QUAT, LOW_DIM_SIZES
 
 Decoder = Callable[[Any], dict[str, np.ndarray]]
@@ -26,21 +26,6 @@ class AppliedAction:
     stamp_ns: int
     action: np.ndarray  # (Da,) float32
     source: int  # ActionChunk.sequence: 0 hold, 1 policy, 2 teleop (sim_node's convention)
-
-
-def streams_for(keys: Sequence[str]) -> dict[str, Stream]:
-    """{stream name: Stream} providing `keys`; ValueError naming a key no stream provides."""
-    provider = {key: stream for stream in STREAMS for key in stream.keys}
-    needed: dict[str, Stream] = {}
-    for key in keys:
-        stream = provider.get(key)
-        if stream is None:
-            raise ValueError(
-                f"cannot record {key!r}: no input stream provides it (streams provide "
-                f"{sorted(provider)})"
-            )
-        needed[stream.name] = stream
-    return needed
 
 
 def make_decoder(
