@@ -31,7 +31,7 @@ from dp_ros import conversions as conv
 from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.data.store import EpisodeStore
 from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, GRIPPER_QPOS, OBJECT_STATE, WRIST_IMAGE
-from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.qos import SENSOR_QOS, STEP_QOS
 from dp_ros.testing.processes import ChildProcess
 from dp_ros.testing.ros_isolation import isolation_environment
 
@@ -59,7 +59,7 @@ class LoadPublisher:
             "pose": node.create_publisher(PoseStamped, "/eef_pose", SENSOR_QOS),
             "gripper": node.create_publisher(JointState, "/gripper/joint_states", SENSOR_QOS),
             "object": node.create_publisher(JointState, "/sim/object_state", SENSOR_QOS),
-            "action": node.create_publisher(ActionChunk, "/sim/applied_action", EVENT_QOS),
+            "action": node.create_publisher(ActionChunk, "/sim/applied_action", STEP_QOS),
         }
         rng = np.random.default_rng(0)
         self.images = rng.integers(0, 256, (16, 84, 84, 3), np.uint8)

@@ -11,13 +11,14 @@ import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from dp_msgs.msg import ActionChunk
 from dp_ros import conversions as conv
 from dp_ros.data.store import EpisodeStore
 from dp_ros.keys import ACTION, EEF_POS, WRIST_IMAGE
-from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.qos import STEP_QOS
 from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
@@ -38,10 +39,12 @@ class SimWitness:
         self.eef_pos: dict[int, np.ndarray] = {}
         self.wrist: dict[int, np.ndarray] = {}
         self.node.create_subscription(
-            ActionChunk, "/sim/applied_action", self._on_applied, EVENT_QOS
+            ActionChunk, "/sim/applied_action", self._on_applied, STEP_QOS
         )
-        self.node.create_subscription(PoseStamped, "/eef_pose", self._on_pose, SENSOR_QOS)
-        self.node.create_subscription(Image, "/wrist/image_raw", self._on_wrist, SENSOR_QOS)
+        # Deep queues: the witness must not miss what it will compare against under load.
+        deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.node.create_subscription(PoseStamped, "/eef_pose", self._on_pose, deep)
+        self.node.create_subscription(Image, "/wrist/image_raw", self._on_wrist, deep)
 
     def _on_applied(self, msg: ActionChunk) -> None:
         self.applied[conv.stamp_to_ns(msg.header.stamp)] = (np.asarray(msg.data), msg.sequence)

@@ -21,7 +21,7 @@ from dp_ros import conversions as conv
 from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.data.store import EpisodeStore
 from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE, WRIST_IMAGE
-from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.qos import EVENT_QOS, SENSOR_QOS, STEP_QOS
 from dp_ros.testing.processes import ChildProcess
 
 pytestmark = pytest.mark.ros
@@ -58,7 +58,7 @@ class SimLikeFeed:
             "gripper": node.create_publisher(JointState, "/gripper/joint_states", SENSOR_QOS),
             "object": node.create_publisher(JointState, "/sim/object_state", SENSOR_QOS),
         }
-        self.action_pub = node.create_publisher(ActionChunk, "/sim/applied_action", EVENT_QOS)
+        self.action_pub = node.create_publisher(ActionChunk, "/sim/applied_action", STEP_QOS)
         self.outcome_pub = node.create_publisher(EpisodeOutcome, "/sim/episode_outcome", EVENT_QOS)
         self.silent: set[str] = set()
         self.step = 0

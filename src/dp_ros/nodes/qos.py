@@ -27,3 +27,8 @@ STATUS_QOS = QoSProfile(
 EVENT_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
 )
+# Applied actions, one per control step: a recorder must not lose one even when it stalls for a
+# while (the writer keeps this many unacknowledged samples for retransmission: 10 s at 20 Hz).
+STEP_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE
+)

@@ -44,7 +44,7 @@ from dp_ros.acting.inputs import streams_for
 from dp_ros.data.store import StoreError
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
-from dp_ros.nodes.qos import EVENT_QOS
+from dp_ros.nodes.qos import EVENT_QOS, STEP_QOS
 from dp_ros.nodes.spin import run_node
 from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps
 from dp_ros.recording.decode import (
@@ -159,7 +159,7 @@ class RecorderNode(Node):
         )
         for stream in streams_for(cfg.keys).values():
             self._subscribe_stream(stream, sensor_qos)
-        self.create_subscription(ActionChunk, cfg.action_topic, self._on_action, EVENT_QOS)
+        self.create_subscription(ActionChunk, cfg.action_topic, self._on_action, STEP_QOS)
         self.create_subscription(EpisodeOutcome, cfg.outcome_topic, self._on_outcome, EVENT_QOS)
         self._marker_pub = (
             self.create_publisher(EpisodeOutcome, cfg.marker_topic, EVENT_QOS)

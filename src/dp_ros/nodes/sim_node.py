@@ -40,7 +40,7 @@ from dp_ros.keys import (
     WRIST_IMAGE,
 )
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
-from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS
+from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STEP_QOS
 from dp_ros.nodes.spin import run_node
 
 NS = 1_000_000_000
@@ -127,7 +127,7 @@ class SimNode(Node):
             GRIPPER_QPOS: self.create_publisher(JointState, cfg.gripper_topic, SENSOR_QOS),
             OBJECT_STATE: self.create_publisher(JointState, cfg.object_topic, SENSOR_QOS),
         }
-        self._applied_pub = self.create_publisher(ActionChunk, cfg.applied_action_topic, EVENT_QOS)
+        self._applied_pub = self.create_publisher(ActionChunk, cfg.applied_action_topic, STEP_QOS)
         self._outcome_pub = self.create_publisher(EpisodeOutcome, cfg.outcome_topic, EVENT_QOS)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
 
