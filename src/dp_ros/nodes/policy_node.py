@@ -273,10 +273,12 @@ class PolicyNode(LifecycleNode):
             next_start_ns = self._next_start(outcome)
 
     def _next_start(self, outcome: ActOutcome) -> int:
-        """Start the next inference so it lands one period before the current chunk runs out."""
+        """Start the next inference early enough that its chunk lands before the current one
+        runs out: the measured latency plus two periods, one for the observation being up to a
+        period old and one for a clock that only advances per step (simulated time)."""
         chunk = outcome.chunk
         period = chunk.period_ns
-        lead_ns = round((self._last_latency + self.config.debug_inference_delay) * NS) + period
+        lead_ns = round((self._last_latency + self.config.debug_inference_delay) * NS) + 2 * period
         return chunk.first_stamp_ns + len(chunk.rows) * period - lead_ns
 
     def _publish(self, outcome: ActOutcome) -> None:
