@@ -93,3 +93,25 @@ def test_cli_refuses_unknown_graph_and_arguments(capsys):
     shown = capsys.readouterr().out
     assert f"{sys.executable} -m dp_ros.nodes.policy_node --ros-args" in shown
     assert "(lifecycle: configure -> activate)" in shown
+
+
+def test_nodes_do_not_outlive_a_killed_runner(tmp_path):
+    """A runner that crashes (SIGKILL: no handler runs) must not leave nodes behind."""
+    import time
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny")
+    runner = ChildProcess.python(
+        "-m", "dp_ros.launching.runner", "launch", "policy", f"checkpoint:={checkpoint}",
+        "with_sim:=false", name="dp-ros",
+    )  # fmt: skip
+    try:
+        runner.wait_for(lambda line: "policy_node: configure done" in line, timeout=90)
+        nodes = child_pids(runner.process.pid)
+        assert len(nodes) == 1
+        os.kill(runner.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in nodes) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in nodes)
+    finally:
+        runner.stop()

@@ -5,6 +5,7 @@ lines (echoed with a prefix, or waited for), a clean stop (SIGINT to its whole p
 Ctrl-C and ros2 launch do, then SIGKILL), and no orphan left behind when something fails.
 """
 
+import ctypes
 import os
 import queue
 import signal
@@ -13,6 +14,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, however it dies.
+
+    Nodes run in their own sessions (so a stop reaches their children too); without this, a
+    runner killed with SIGKILL would leave them running.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the runner's own signal handling still stops its nodes
 
 
 class ManagedProcess:
@@ -44,6 +59,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # its own process group, so stop() reaches its children
+            preexec_fn=_die_with_parent,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
