@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dp_ros.files import atomic_write
 from dp_ros.policy.config import ConfigError, PolicyConfig
 from dp_ros.policy.normalizer import stats_from_jsonable, stats_to_jsonable, validate_stats
 from dp_ros.policy.policy import DiffusionPolicy, make_policy
@@ -55,7 +55,7 @@ def save_policy(
         for name, tensor in policy.state_dict().items()
     }
     weights_path = directory / WEIGHTS_FILE
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp)))
     stats = policy.normalizer.stats
     document = {
         "format": FORMAT_NAME,
@@ -66,7 +66,7 @@ def save_policy(
         "metadata": dict(metadata or {}),
     }
     text = json.dumps(document, indent=2, sort_keys=False)
-    _atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
     return directory
 
 
@@ -186,14 +186,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -18,14 +18,15 @@ import json
 import os
 import random
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from dp_ros.files import atomic_write, atomic_write_text
 
 STATE_FORMAT = "dp_ros.trainer_state"
 STATE_VERSION = 1
@@ -131,7 +132,7 @@ def save_state(
 ) -> None:
     """Write trainer_state.safetensors and trainer_state.json into `directory`."""
     cpu = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(cpu, tmp))
+    atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(cpu, tmp))
     full = {"format": STATE_FORMAT, "format_version": STATE_VERSION, **document}
     atomic_write_text(directory / STATE_JSON, json.dumps(_jsonable(full), indent=1))
 
@@ -178,21 +179,6 @@ def publish_directory(staging: Path, final: Path) -> None:
     os.replace(staging, final)
     if old.exists():
         shutil.rmtree(old)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _atomic_write(path: Path, write: Callable[[str], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(value: Any) -> Any:

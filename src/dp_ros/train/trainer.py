@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from dp_ros.data.sequence import SequenceDataset
 from dp_ros.data.store import EpisodeStore, StoreError
+from dp_ros.files import atomic_write_text
 from dp_ros.keys import ACTION, is_image_key
 from dp_ros.policy import EMA, ConfigError, PolicyConfig, make_policy, save_policy, tiny_config
 from dp_ros.policy.checkpoint import CheckpointError, read_checkpoint_json
@@ -732,7 +733,7 @@ class Trainer:
             rows = read_metrics(self.paths.metrics) if self.paths.metrics.is_file() else []
             summary["final_metrics"] = _latest_values(rows)
             plot_loss_curve(rows, self.paths.loss_curve)
-            train_state.atomic_write_text(self.paths.summary, json.dumps(summary, indent=1))
+            atomic_write_text(self.paths.summary, json.dumps(summary, indent=1))
         self.fabric.barrier()
         return summary
 
