@@ -29,6 +29,7 @@ from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS, STEP_QOS
 from dp_ros.policy.config import image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.processes import ChildProcess
+from dp_ros.testing.ros_isolation import isolation_environment
 
 LIFT_OBJECT_SIZE = 10
 SOURCE_CHUNK = 1
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--real-time-factor", type=float, default=1.0)
     options = parser.parse_args()
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # This process and the graph it starts share one isolated, loopback-only DDS domain.
+    os.environ.update(isolation_environment(os.environ))
     folder = Path(tempfile.mkdtemp(prefix="bench_closed_loop_"))
     checkpoint = options.checkpoint or tiny_checkpoint(options.policy, folder)
     cameras = options.cameras or options.policy == "image"
