@@ -349,7 +349,9 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("policy_node", PolicyNode, args, threads=4)
+    # Single-threaded: callbacks never block (inference has its own thread), and rclpy's
+    # multi-threaded executor busy-spins (see recorder_node).
+    return run_node("policy_node", PolicyNode, args)
 
 
 if __name__ == "__main__":
