@@ -7,7 +7,6 @@ happened), `done` (a threading.Event that ends the process) and `exit_code`.
 """
 
 import sys
-import threading
 from collections.abc import Callable
 
 import rclpy
@@ -35,13 +34,14 @@ def run_node(name: str, make_node: Callable[[], Node], args=None, threads: int =
         executor = SingleThreadedExecutor()
     executor.add_node(node)
     done = getattr(node, "done", None)
-    if done is not None:
-        # spin() (not a spin_once loop: that rebuilds the wait set for every message) until done.
-        threading.Thread(target=lambda: done.wait() or executor.shutdown(), daemon=True).start()
     try:
         if hasattr(node, "start"):
             node.start()
-        executor.spin()
+        if done is None:
+            executor.spin()
+        else:  # a node that finishes by itself (teleop after N episodes): check between waits
+            while rclpy.ok() and not done.is_set():
+                executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
