@@ -70,13 +70,12 @@ class SimWitness:
 
 def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
     store_path = tmp_path / "lift.zarr"
-    sim_config = tmp_path / "sim.yaml"
-    # Half real time: the expert, the recorder and the sim share two loaded cores.
-    sim_config.write_text("/**:\n  ros__parameters:\n    real_time_factor: 0.5\n")
     witness = SimWitness()
+    # Half real time: the sim, the recorder and the witness share two loaded cores. The graph's
+    # default lockstep makes every step wait for the expert's command, whatever the load.
     runner = ChildProcess.python(
         "-m", "dp_ros.launching.runner", "launch", "record", f"store:={store_path}",
-        "task:=lift", f"episodes:={EPISODES}", f"sim_config:={sim_config}", "operator:=ci",
+        "task:=lift", f"episodes:={EPISODES}", "real_time_factor:=0.5", "operator:=ci",
         name="dp-ros",
     )  # fmt: skip
     try:
@@ -107,6 +106,5 @@ def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
             np.testing.assert_array_equal(
                 episode[WRIST_IMAGE][step], witness.wrist[int(stamps[step])]
             )
-        # The expert drove the sim: most steps were teleop commands, not holds (a command that
-        # misses its step on a loaded machine leaves a hold, which is recorded as applied).
-        assert sources.count(TELEOP_SOURCE) > 0.5 * frames, sources
+        # The expert drove every step: lockstep leaves no step to a hold.
+        assert sources == [TELEOP_SOURCE] * frames, sources

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     ParameterType,
 )
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
 _ROS_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -77,6 +78,9 @@ def descriptor_for(item: dataclasses.Field, field_type: Any) -> ParameterDescrip
         type=_ROS_TYPES[field_type],
         description=description,
         read_only=True,
+        # Floats accept integers too (`rate:=0` on a command line is an integer); declare_and_load
+        # converts them, and refuses anything else by name.
+        dynamic_typing=field_type is float,
     )
     low, high = meta.get("low"), meta.get("high")
     if low is not None and high is not None:
@@ -97,7 +101,18 @@ def declare_and_load(node: Any, config_type: type) -> Any:
         has_factory = item.default_factory is not dataclasses.MISSING
         default = item.default_factory() if has_factory else item.default
         field_type = hints[item.name]
-        declared = node.declare_parameter(item.name, default, descriptor_for(item, field_type))
+        try:
+            declared = node.declare_parameter(item.name, default, descriptor_for(item, field_type))
+        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+            raise ValueError(f"parameter {item.name}: {error}") from error
         value = declared.value
+        if field_type is float:
+            value = _as_float(item.name, value)
         values[item.name] = list(value) if isinstance(value, (list, tuple)) else value
     return config_type(**values)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"parameter {name}={value!r}: expected a number")
+    return float(value)

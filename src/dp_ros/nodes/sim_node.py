@@ -13,6 +13,11 @@ step); `~/reset` (dp_msgs/ResetEnv).
 
 Time: with publish_clock, simulated time advances one control period per step and is published
 on /clock; steps are paced at `real_time_factor` x real time (0: as fast as possible).
+
+Lockstep: with `command_wait` > 0 each step first waits (up to that many seconds) for a teleop
+command stamped at or after the current observation, i.e. one that answers it. A scripted expert
+then drives every step whatever the machine's load, instead of a late command turning into a hold.
+Live teleop and policies leave it at 0: a robot does not wait for its operator.
 """
 
 import sys
@@ -63,6 +68,10 @@ class SimNodeConfig(NodeConfig):
     publish_clock: bool = param(True, "Publish /clock so use_sim_time nodes follow the sim.")
     max_episode_steps: int = param(0, "Steps before an episode ends; 0: the task's own.", 0, 10**6)
     auto_reset: bool = param(True, "Begin a new episode when one ends (success or step limit).")
+    command_wait: float = param(
+        0.0, "Seconds each step waits for a command answering the current observation (lockstep "
+        "for scripted teleop); 0: never wait.", 0.0, 60.0
+    )
     frame_id: str = param("world", "Frame of the published pose.")
     agentview_topic: str = param("/agentview/image_raw", "Agent-view camera output.")
     wrist_topic: str = param("/wrist/image_raw", "Wrist camera output.")
@@ -103,6 +112,8 @@ class SimNode(Node):
         self.player = ChunkPlayer(cfg.period_ns, ACTION_DIM)
         self._lock = threading.Lock()  # the env and the player: step thread vs callbacks
         self._command: np.ndarray | None = None
+        self._command_stamp_ns = 0
+        self._command_arrived = threading.Condition(self._lock)
         self._episode = 0
         self._next_seed = cfg.seed
         self._steps = 0
@@ -157,12 +168,24 @@ class SimNode(Node):
                     self._stop.wait(delay)
                 else:
                     next_wall = time.monotonic()  # running behind: do not try to catch up
+            if self.config.command_wait:
+                self._wait_for_command()
             try:
                 self._step_once()
             except Exception:
                 if not self.context.ok():  # Ctrl-C shut rclpy down mid-step: just stop
                     return
                 raise
+
+    def _wait_for_command(self) -> None:
+        """Lockstep: block until a command answers the current observation, or time out (the
+        step then holds, as without lockstep)."""
+        with self._command_arrived:
+            self._command_arrived.wait_for(
+                lambda: self._command is not None and self._command_stamp_ns >= self._now_ns()
+                or self._stop.is_set(),
+                timeout=self.config.command_wait,
+            )
 
     def _step_once(self) -> None:
         with self._lock:
@@ -260,7 +283,10 @@ class SimNode(Node):
         except ValueError as error:
             self.get_logger().warning(f"command refused: {error}", throttle_duration_sec=2.0)
             return
-        self._command = np.clip(chunk.rows[0], -1.0, 1.0)
+        with self._command_arrived:
+            self._command = np.clip(chunk.rows[0], -1.0, 1.0)
+            self._command_stamp_ns = chunk.first_stamp_ns
+            self._command_arrived.notify_all()
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         seed = self._next_seed if request.seed < 0 else int(request.seed)
@@ -278,6 +304,8 @@ class SimNode(Node):
 
     def close(self) -> None:
         self._stop.set()
+        with self._command_arrived:
+            self._command_arrived.notify_all()
         if self._stepper.is_alive():
             self._stepper.join(timeout=10)
         self.env.close()

@@ -265,8 +265,7 @@ class TeleopNode(Node):
         if not self._reset_sent:
             return
         with self._lock:
-            self.expert.reset()
-            self.states.clear()
+            self.expert.reset()  # pending states stay: the new episode's first may be among them
         if msg.reason == "reset":
             return  # our own reset: the first episode begins
         self.attempts += 1
