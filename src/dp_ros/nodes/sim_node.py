@@ -69,8 +69,11 @@ class SimNodeConfig(NodeConfig):
     max_episode_steps: int = param(0, "Steps before an episode ends; 0: the task's own.", 0, 10**6)
     auto_reset: bool = param(True, "Begin a new episode when one ends (success or step limit).")
     command_wait: float = param(
-        0.0, "Seconds each step waits for a command answering the current observation (lockstep "
-        "for scripted teleop); 0: never wait.", 0.0, 60.0
+        0.0,
+        "Seconds each step waits for a command answering the current observation (lockstep "
+        "for scripted teleop); 0: never wait.",
+        0.0,
+        60.0,
     )
     frame_id: str = param("world", "Frame of the published pose.")
     agentview_topic: str = param("/agentview/image_raw", "Agent-view camera output.")
@@ -182,8 +185,11 @@ class SimNode(Node):
         step then holds, as without lockstep)."""
         with self._command_arrived:
             self._command_arrived.wait_for(
-                lambda: self._command is not None and self._command_stamp_ns >= self._now_ns()
-                or self._stop.is_set(),
+                lambda: (
+                    self._command is not None
+                    and self._command_stamp_ns >= self._now_ns()
+                    or self._stop.is_set()
+                ),
                 timeout=self.config.command_wait,
             )
 
