@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = [
     "dp-bag-to-store = dp_ros.recording.bag_convert:main",
     "dp-collect = dp_ros.sim.collect:main",
     "dp-eval = dp_ros.sim.evaluate:main",
+    "eval_node = dp_ros.nodes.eval_node:main",
 ]
 
 setup(

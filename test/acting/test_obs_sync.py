@@ -90,3 +90,25 @@ def test_single_step_history_repeats_nothing_and_uses_newest():
     observation = sync.assemble(now_ns=T0 + 5 * MS)
     assert observation.values["camera"].tolist() == [[7]]
     assert observation.values["pose"].tolist() == [[8.0]]
+
+
+def test_a_new_episode_pads_with_its_first_observation_and_ignores_older_messages():
+    sync = make_sync()
+    for i in range(3):
+        sync.add("camera", T0 + i * 100 * MS, np.full(1, i))
+        sync.add("pose", T0 + i * 100 * MS, np.full(1, 10 + i))
+    start = T0 + 300 * MS
+    sync.clear(episode_start_ns=start)
+    sync.add("camera", start, np.full(1, 100))
+    sync.add("pose", start - 100 * MS, np.full(1, 99))  # in flight from the old episode: ignored
+    sync.add("pose", start, np.full(1, 110))
+    observation = sync.assemble(now_ns=start)
+    assert isinstance(observation, Observation)
+    # Both instants are the episode's first (training windows pad the same way at starts).
+    assert observation.stamps_ns.tolist() == [start, start]
+    assert observation.values["camera"][:, 0].tolist() == [100, 100]
+    assert observation.values["pose"][:, 0].tolist() == [110, 110]
+    sync.add("camera", start + 100 * MS, np.full(1, 101))
+    sync.add("pose", start + 100 * MS, np.full(1, 111))
+    observation = sync.assemble(now_ns=start + 100 * MS)
+    assert observation.values["pose"][:, 0].tolist() == [110, 111]

@@ -94,6 +94,7 @@ def test_from_dict_refuses_unknown_fields():
         ),
         ({"n_obs_steps": 0}, r"PolicyConfig\.n_obs_steps=0 is invalid: must be a positive int"),
         ({"denoiser": "mlp"}, r"PolicyConfig\.denoiser='mlp' is invalid: must be one of"),
+        ({"objective": "l1"}, r"PolicyConfig\.objective='l1' is invalid: must be one of"),
         ({"horizon": 10, "n_action_steps": 4}, r"PolicyConfig\.horizon=10 is invalid: .*= 4"),
         (
             {"encoder": EncoderConfig(crop_shape=(90, 76))},

@@ -16,8 +16,7 @@ import torch
 
 from dp_ros import keys
 from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta, UnetConfig
-from dp_ros.policy.policy import DiffusionPolicy, make_policy
-from dp_ros.policy.unet import ConditionalUnet1D
+from dp_ros.policy.policy import make_policy
 
 POSITION = "point_pos"  # the synthetic task's only observation: the 2-D point
 N_POINTS, To, T, Ta = 12, 2, 8, 4
@@ -61,8 +60,9 @@ def stats_of(demos):
     return result
 
 
-def small_config() -> PolicyConfig:
+def small_config(objective: str = "diffusion") -> PolicyConfig:
     return PolicyConfig(
+        objective=objective,
         shape_meta=ShapeMeta(low_dim={POSITION: 2}, action_dim=2),
         n_obs_steps=To,
         horizon=T,
@@ -87,24 +87,6 @@ def train(loss_fn, params, seed: int) -> None:
         loss.backward()
         optimizer.step()
         schedule.step()
-
-
-class MseRegressor(torch.nn.Module):
-    """The same network as the policy's denoiser, trained to output the (normalised) chunk
-    directly: fixed zero input and step 0, so the only signal is the observation."""
-
-    def __init__(self, policy: DiffusionPolicy) -> None:
-        super().__init__()
-        config = policy.config
-        self.normalizer = policy.normalizer  # fitted statistics, shared, not trained
-        self.net = ConditionalUnet1D(
-            config.shape_meta.action_dim, config.n_obs_steps * 2, config.unet
-        )
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        cond = self.normalizer.normalize_obs({POSITION: obs})[POSITION].flatten(1)
-        zeros = torch.zeros(obs.shape[0], T, 2)
-        return self.net(zeros, torch.tensor(0), cond)
 
 
 def classify(chunks: np.ndarray) -> tuple[float, float, float]:
@@ -142,14 +124,14 @@ def trained(request):
     train(diffusion_loss, policy.parameters(), seed=1)
 
     torch.manual_seed(0)
-    regressor = MseRegressor(policy)
-    target = policy.normalizer.normalize_action(action)
+    # The regression baseline: the same network and data, the plain MSE objective.
+    regressor = make_policy(small_config("regression"), stats_of(demos))
 
     def mse_loss(generator):
         index = torch.randint(0, len(obs), (BATCH,), generator=generator)
-        return torch.nn.functional.mse_loss(regressor(obs[index]), target[index])
+        return regressor.compute_loss({"obs": {POSITION: obs[index]}, "action": action[index]})
 
-    train(mse_loss, regressor.net.parameters(), seed=1)
+    train(mse_loss, regressor.parameters(), seed=1)
     return policy.eval(), regressor.eval(), demos
 
 
@@ -181,8 +163,13 @@ def test_diffusion_policy_keeps_both_modes(trained, sampler, steps, most_middle,
 
 def test_mse_regressor_collapses_to_the_middle(trained):
     _, regressor, demos = trained
-    with torch.no_grad():
-        chunk = regressor.normalizer.unnormalize_action(regressor(start_obs(1))).numpy()
+    with torch.inference_mode():
+        chunk = regressor.predict_action({POSITION: start_obs(1)})["action_pred"].numpy()
+        # One pass, no noise: the generator changes nothing.
+        again = regressor.predict_action(
+            {POSITION: start_obs(1)}, generator=torch.Generator().manual_seed(5)
+        )["action_pred"].numpy()
+    np.testing.assert_array_equal(chunk, again)
     left, right, middle = classify(chunk)
     assert middle == 1.0, chunk[0, PROBE]
     assert distance_to_nearest_demo(chunk, demos)[0] > 0.4  # far from every demonstration

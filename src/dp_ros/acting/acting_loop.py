@@ -78,9 +78,11 @@ class ActingCore:
         with self._lock:
             self.sync.add(key, stamp_ns, value)
 
-    def reset(self) -> None:
+    def reset(self, episode_start_ns: int = 0) -> None:
+        """Forget the observations and re-seed the sampler; with `episode_start_ns`, a new
+        episode begins at that instant (older observations no longer count)."""
         with self._lock:
-            self.sync.clear()
+            self.sync.clear(episode_start_ns)
         self.runner.reset()
 
     def act(self, now_ns: Callable[[], int]) -> ActOutcome:
@@ -94,6 +96,10 @@ class ActingCore:
         inference_s = time.perf_counter() - start
         if self.config.debug_delay_s > 0:
             time.sleep(self.config.debug_delay_s)
+        if observation.newest_stamp_ns < self.sync.episode_start_ns:
+            return ActOutcome(
+                None, "a new episode began during inference", inference_s=inference_s
+            )
         problem = check_actions(prediction.executed, self.config.action_limit)
         if problem:
             return ActOutcome(None, problem, POLICY_OUTPUT, inference_s=inference_s)

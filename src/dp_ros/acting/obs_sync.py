@@ -113,21 +113,29 @@ class ObservationSynchronizer:
             raise ValueError("ObservationSynchronizer needs at least one key")
         self.config = config
         self.histories = {key: StampedHistory(key, config.history) for key in keys}
+        self.episode_start_ns = 0
 
     @property
     def keys(self) -> list[str]:
         return list(self.histories)
 
     def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
-        """Record one message; ValueError for an unknown key or an out-of-order stamp."""
+        """Record one message; ValueError for an unknown key or an out-of-order stamp.
+
+        A message from before the current episode's start (still in flight at a reset) is
+        ignored: it belongs to the episode that ended."""
         history = self.histories.get(key)
         if history is None:
             raise ValueError(f"unknown observation key {key!r}; expected one of {self.keys}")
+        if stamp_ns < self.episode_start_ns:
+            return
         history.add(stamp_ns, value)
 
-    def clear(self) -> None:
+    def clear(self, episode_start_ns: int = 0) -> None:
+        """Forget every message; with `episode_start_ns`, a new episode begins at that instant."""
         for history in self.histories.values():
             history.clear()
+        self.episode_start_ns = episode_start_ns
 
     def assemble(self, now_ns: int) -> Observation | NotReady:
         """The To-step observation ending at the newest instant every stream covers."""
@@ -145,7 +153,9 @@ class ObservationSynchronizer:
                 lagging_key,
             )
         offsets = np.arange(self.config.n_obs_steps - 1, -1, -1, dtype=np.int64)
-        instants = anchor - offsets * self.config.period_ns
+        # Instants before the episode began repeat its first one, as training windows are
+        # padded at episode starts: the policy acts from the first observation on.
+        instants = np.maximum(anchor - offsets * self.config.period_ns, self.episode_start_ns)
         values: dict[str, np.ndarray] = {}
         sources: dict[str, np.ndarray] = {}
         for key, history in self.histories.items():

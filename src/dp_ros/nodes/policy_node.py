@@ -8,7 +8,8 @@
   cleanup    drop the policy and free its memory (GPU included)
 
 Topics: the camera/pose/gripper/object inputs (sensor-data QoS), `action_chunk` (reliable),
-`~/status` (dp_msgs/PolicyStatus). Services: `~/reset` (std_srvs/Trigger), `~/enable`
+`~/status` (dp_msgs/PolicyStatus), and with `episode_topic` the sim's EpisodeOutcomes (each starts
+a new episode at its stamp). Services: `~/reset` (std_srvs/Trigger), `~/enable`
 (std_srvs/SetBool). All logic that decides what to publish lives in dp_ros.acting.
 """
 
@@ -22,13 +23,13 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
-from dp_msgs.msg import ActionChunk, PolicyStatus
+from dp_msgs.msg import ActionChunk, EpisodeOutcome, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
-from dp_ros.nodes.qos import ACTION_QOS, SENSOR_QOS, STATUS_QOS
+from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
 
 NS = 1_000_000_000
@@ -56,6 +57,11 @@ class PolicyNodeConfig(NodeConfig):
     )
     object_topic: str = param("", "Object state (sensor_msgs/JointState); simulation only.")
     action_topic: str = param("/action_chunk", "Where ActionChunks are published.")
+    episode_topic: str = param(
+        "",
+        "dp_msgs/EpisodeOutcome topic (simulation): each outcome starts a new episode at its "
+        "stamp (history cleared, sampler re-seeded). Empty: none.",
+    )
     frame_id: str = param("", "Frame the published deltas are expressed in.")
     control_period: float = param(
         0.05, "Seconds between observation steps and between actions (as in training).", 1e-3, 10
@@ -203,6 +209,18 @@ class PolicyNode(LifecycleNode):
             self._input_subscriptions.append(
                 self.create_subscription(message_type, topic, callback, SENSOR_QOS)
             )
+        if self.config.episode_topic:
+            self._input_subscriptions.append(
+                self.create_subscription(
+                    EpisodeOutcome, self.config.episode_topic, self._on_episode_outcome, EVENT_QOS
+                )
+            )
+
+    def _on_episode_outcome(self, msg: EpisodeOutcome) -> None:
+        """The sim began a new episode at the outcome's stamp: act on its observations only."""
+        core = self.core
+        if core is not None:
+            core.reset(conv.stamp_to_ns(msg.header.stamp))
 
     def _handler(self, stream_name: str, topic: str):
         """The callback of one stream: convert its message to {key: array}, then record it."""

@@ -395,7 +395,10 @@ class RecorderNode(Node):
             self._service_node.create_service(service_type, f"{prefix}/{name}", callback)
         self._service_executor = SingleThreadedExecutor(context=self.context)
         self._service_executor.add_node(self._service_node)
-        threading.Thread(target=self._spin_services, name="episode_services", daemon=True).start()
+        self._service_thread = threading.Thread(
+            target=self._spin_services, name="episode_services", daemon=True
+        )
+        self._service_thread.start()
 
     def _spin_services(self) -> None:
         try:
@@ -408,7 +411,10 @@ class RecorderNode(Node):
         if self._closed:
             return
         self._closed = True
+        # The spinning thread must have left the executor before its node goes: destroying a
+        # node under a wait in progress aborts the process (std::terminate).
         self._service_executor.shutdown()
+        self._service_thread.join(timeout=5)
         self._service_node.destroy_node()
         with self._lock:
             if self.session.discard() is not None:

@@ -8,7 +8,8 @@ and /clock when `publish_clock` is set.
 
 In: ActionChunks, played the way a robot driver should (dp_ros.acting.chunk_timing.ChunkPlayer:
 each row at its stamp, late rows dropped, a newer chunk replaces the rest of an older one, hold
-when nothing is left); single-step teleop commands (ActionChunk with one row, applied at the next
+when nothing is left; a chunk conditioned on an observation from before the current episode
+began is ignored); single-step teleop commands (ActionChunk with one row, applied at the next
 step); `~/reset` (dp_msgs/ResetEnv).
 
 Time: with publish_clock, simulated time advances one control period per step and is published
@@ -121,6 +122,7 @@ class SimNode(Node):
         self._next_seed = cfg.seed
         self._steps = 0
         self._sim_ns = SIM_EPOCH_NS
+        self._episode_start_ns = SIM_EPOCH_NS
         self._make_publishers()
         self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
         self.create_subscription(ActionChunk, cfg.command_topic, self._on_command, EVENT_QOS)
@@ -208,6 +210,7 @@ class SimNode(Node):
             if self.config.auto_reset:
                 with self._lock:
                     observation = self._reset_episode(self._next_seed)
+                    self._episode_start_ns = stamp_ns
         self._observation = observation
         self._publish_observation(observation, stamp_ns)
 
@@ -280,7 +283,10 @@ class SimNode(Node):
         except ValueError as error:
             self.get_logger().warning(f"chunk refused: {error}", throttle_duration_sec=2.0)
             return
+        observed_ns = conv.stamp_to_ns(msg.observation_stamp)
         with self._lock:
+            if observed_ns < self._episode_start_ns:
+                return  # conditioned on the episode that ended: not for this one
             self.player.submit(chunk)
 
     def _on_command(self, msg: ActionChunk) -> None:
@@ -297,11 +303,14 @@ class SimNode(Node):
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         seed = self._next_seed if request.seed < 0 else int(request.seed)
         with self._lock:
+            # The new episode's first observation gets a fresh instant (stamps never repeat),
+            # and the outcome carries it, as at the end of an episode that ran out.
+            start_ns = self._now_ns() + self.config.period_ns
             if self._steps:
-                self._publish_outcome(False, "reset", self._now_ns())
+                self._publish_outcome(False, "reset", start_ns)
             self._observation = self._reset_episode(seed)
-            # The new episode's first observation gets a fresh instant: stamps never repeat.
             self._advance_time()
+            self._episode_start_ns = self._now_ns()
         self._publish_observation(self._observation, self._now_ns())
         response.success = True
         response.message = f"episode {self._episode}, seed {seed}"

@@ -66,6 +66,11 @@ class TeleopNodeConfig(NodeConfig):
         "/recorder_node", "Recorder whose ~/start, ~/stop, ~/discard keys call; empty: none."
     )
     task: str = param("lift", "Task (scripted expert; start requests).")
+    expert_mode: str = param(
+        "default",
+        "Scripted: the expert's routes (multimodal: one of two per episode, at random).",
+        choices=("default", "multimodal"),
+    )
     operator: str = param("", "Operator name for start requests (default: $USER).")
     seed: int = param(-1, "Seed of the first reset (-1: the simulator's own sequence).", -1)
     episodes: int = param(0, "Scripted: exit after this many successes (0: never).", 0, 10**6)
@@ -202,7 +207,7 @@ class TeleopNode(Node):
 
     def _start_scripted(self) -> None:
         cfg = self.config
-        self.expert = load_expert(cfg.task)
+        self.expert = load_expert(cfg.task, cfg.expert_mode, max(cfg.seed, 0))
         self.states = StateAssembler(STATE_KEYS)
         self.successes = 0
         self.attempts = 0

@@ -6,6 +6,9 @@ loading never unpickles (no ``torch.load``). Loading refuses, with a ``Checkpoin
 what is wrong: an unknown format version, a config that does not validate, a missing or
 unexpected tensor, a shape or dtype that does not match the config, a weights file whose hash
 differs from the one recorded, and normaliser tensors that disagree with the recorded statistics.
+
+Where a path is expected, the name of a checkpoint shipped with dp_ros (`bundled_checkpoints()`,
+e.g. `lift_state`) works too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +74,29 @@ def save_policy(
     return directory
 
 
+def bundled_checkpoints() -> dict[str, Path]:
+    """Checkpoints shipped in the package (dp_ros/assets/checkpoints/<name>), by name."""
+    root = Path(str(resources.files("dp_ros"))) / "assets" / "checkpoints"
+    if not root.is_dir():
+        return {}
+    return {entry.name: entry for entry in sorted(root.iterdir()) if (entry / META_FILE).is_file()}
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A checkpoint directory: `path_or_name` itself, or the bundled checkpoint of that name."""
+    path = Path(path_or_name)
+    if not path.exists() and len(path.parts) == 1:
+        return bundled_checkpoints().get(path.name, path)
+    return path
+
+
 def read_checkpoint_json(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``policy.json`` of a checkpoint directory, format checked."""
-    meta_path = Path(path) / META_FILE
+    meta_path = resolve_checkpoint(path) / META_FILE
     if not meta_path.is_file():
         raise CheckpointError(
-            f"{meta_path}: missing (a checkpoint is a directory with {META_FILE})"
+            f"{meta_path}: missing (a checkpoint is a directory with {META_FILE}; bundled "
+            f"ones: {', '.join(bundled_checkpoints()) or 'none'})"
         )
     try:
         document = json.loads(meta_path.read_text())
@@ -94,7 +115,7 @@ def read_checkpoint_json(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> DiffusionPolicy:
     """Rebuild the policy from a checkpoint directory, in eval mode on ``device``."""
-    directory = Path(path)
+    directory = resolve_checkpoint(path)
     document = read_checkpoint_json(directory)
     config = _config_from(document, directory)
     policy = make_policy(config)

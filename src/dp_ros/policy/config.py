@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 from dp_ros import keys
 
 DENOISERS = ("unet", "transformer")
+# diffusion: the policy. regression: the same encoder and network trained with plain MSE to output
+# the chunk in one pass (fixed zero input, step 0): the baseline that averages modes.
+OBJECTIVES = ("diffusion", "regression")
 SAMPLERS = ("ddpm", "ddim")
 BACKBONES = ("resnet18",)
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
@@ -329,6 +332,7 @@ class PolicyConfig:
     horizon: int = 16
     n_action_steps: int = 8
     denoiser: str = "unet"
+    objective: str = "diffusion"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     unet: UnetConfig = field(default_factory=UnetConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -354,6 +358,7 @@ class PolicyConfig:
             f" = {limit}",
         )
         _choice(owner, "denoiser", self.denoiser, DENOISERS)
+        _choice(owner, "objective", self.objective, OBJECTIVES)
         if self.denoiser == "unet":
             factor = 2 ** (len(self.unet.down_dims) - 1)
             _require(

@@ -105,6 +105,8 @@ class DiffusionPolicy(nn.Module):
         assert isinstance(obs, Mapping) and isinstance(action, torch.Tensor)
         cond = self.encode_obs(obs)
         target_action = self.normalizer.normalize_action(action.float())
+        if self.config.objective == "regression":
+            return F.mse_loss(self._regress(cond).float(), target_action)
         B = target_action.shape[0]
         noise = torch.randn_like(target_action)
         steps = torch.randint(
@@ -134,7 +136,11 @@ class DiffusionPolicy(nn.Module):
         num_inference_steps: int | None = None,
         sampler: str | None = None,
     ) -> torch.Tensor:
-        """Run the reverse process from noise given the condition: -> (B, T, Da) in [-1, 1]."""
+        """Run the reverse process from noise given the condition: -> (B, T, Da) in [-1, 1].
+
+        The regression baseline has no reverse process: one pass, no noise."""
+        if self.config.objective == "regression":
+            return self._regress(cond)
         B = cond.shape[0]
         scheduler = self._sampler(sampler or self.config.sampler.name)
         steps = num_inference_steps or self.config.sampler.num_inference_steps
@@ -147,6 +153,13 @@ class DiffusionPolicy(nn.Module):
                 model_output.float(), t, trajectory, generator=generator
             ).prev_sample
         return trajectory
+
+    def _regress(self, cond: torch.Tensor) -> torch.Tensor:
+        """The regression baseline's chunk (B, T, Da): the network at step 0 on a zero input."""
+        shape = (cond.shape[0], self.horizon, self.config.shape_meta.action_dim)
+        zeros = torch.zeros(shape, device=cond.device, dtype=cond.dtype)
+        step = torch.zeros(cond.shape[0], dtype=torch.long, device=cond.device)
+        return self.denoiser(zeros, step, cond)
 
     def predict_action(
         self,

@@ -46,8 +46,8 @@ class StateAssembler:
         self._pending.clear()
 
 
-def load_expert(task: str) -> Expert:
-    """The scripted expert of `task` from dp_ros.sim.experts."""
+def load_expert(task: str, mode: str = "default", seed: int = 0) -> Expert:
+    """The scripted expert of `task` from dp_ros.sim.experts (`seed`: its route choices)."""
     from dp_ros.sim import experts
 
-    return experts.make_expert(task)
+    return experts.make_expert(task, seed=seed, mode=mode)
