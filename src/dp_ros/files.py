@@ -11,6 +11,7 @@ def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     """Call `write(temporary_path)` beside `path`, then rename it over `path` (atomic on POSIX)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others too
     try:
         write(tmp)
         os.replace(tmp, path)

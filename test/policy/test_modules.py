@@ -18,7 +18,7 @@ from dp_ros.policy.config import (
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_batch, random_obs, random_stats
 from dp_ros.policy.transformer import TransformerDenoiser, memory_mask
-from dp_ros.policy.unet import ConditionalUnet1D
+from dp_ros.policy.unet import ConditionalUnet1D, MatmulConv1d, use_matmul_convolutions
 from dp_ros.policy.vision import ObsEncoder, ResNet18Trunk, SpatialSoftmax, crop_images
 
 # torchvision's resnet18 has 11,689,512 parameters; its fc head has 512*1000 + 1000.
@@ -232,3 +232,30 @@ def test_training_mode_crops_randomly_eval_is_deterministic():
     assert not torch.allclose(a, b)
     policy.eval()
     assert torch.equal(policy.obs_encoder(nobs), policy.obs_encoder(nobs))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "length"), [(5, 1, 2, 16), (3, 2, 1, 8), (1, 1, 0, 4)]
+)
+def test_matmul_conv1d_matches_the_convolution_it_replaces(kernel, stride, padding, length):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(24, 40, kernel, stride=stride, padding=padding)
+    x = torch.randn(3, 24, length)
+    with torch.no_grad():
+        torch.testing.assert_close(MatmulConv1d(conv)(x), conv(x), rtol=0, atol=1e-5)
+
+
+def test_unet_with_matmul_convolutions_gives_the_same_noise_estimate():
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(7, 20, UnetConfig(down_dims=(32, 64, 128), kernel_size=5)).eval()
+    sample, cond = torch.randn(2, 16, 7), torch.randn(2, 20)
+    steps = torch.tensor([3, 70])
+    with torch.no_grad():
+        before = net(sample, steps, cond)
+        assert (
+            use_matmul_convolutions(net)
+            == sum(1 for m in net.modules() if isinstance(m, MatmulConv1d))
+            > 10
+        )
+        assert not any(type(m) is torch.nn.Conv1d for m in net.modules())
+        torch.testing.assert_close(net(sample, steps, cond), before, rtol=0, atol=1e-5)
