@@ -327,7 +327,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("sim_node", SimNode, args, threads=1)
+    return run_node("sim_node", SimNode, args)
 
 
 if __name__ == "__main__":

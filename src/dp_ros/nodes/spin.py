@@ -10,17 +10,13 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import (
-    ExternalShutdownException,
-    MultiThreadedExecutor,
-    SingleThreadedExecutor,
-)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 REFUSED_AT_START = 2
 
 
-def run_node(name: str, make_node: Callable[[], Node], args=None, threads: int = 1) -> int:
+def run_node(name: str, make_node: Callable[[], Node], args=None) -> int:
     rclpy.init(args=args)
     try:
         node = make_node()
@@ -28,10 +24,9 @@ def run_node(name: str, make_node: Callable[[], Node], args=None, threads: int =
         print(f"{name}: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return REFUSED_AT_START
-    if threads > 1:
-        executor = MultiThreadedExecutor(num_threads=threads)
-    else:
-        executor = SingleThreadedExecutor()
+    # Single-threaded on purpose: rclpy's multi-threaded executor busy-spins while a ready
+    # callback waits for its group. Nodes that must not block use threads of their own.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     done = getattr(node, "done", None)
     try:

@@ -334,7 +334,7 @@ class TeleopNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("teleop_node", TeleopNode, args, threads=2)
+    return run_node("teleop_node", TeleopNode, args)
 
 
 if __name__ == "__main__":
