@@ -14,7 +14,8 @@ from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS
 from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.train.cli import main
 from dp_ros.train.config import TrainConfigError
-from dp_ros.train.trainer import Trainer, read_metrics
+from dp_ros.train.run_files import read_metrics
+from dp_ros.train.trainer import Trainer
 
 
 def rows_with(path, name):

@@ -22,14 +22,12 @@ Shapes: B batch, To obs steps, T horizon, Da action dim.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,52 +37,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dp_ros.data.sequence import SequenceDataset
-from dp_ros.data.store import EpisodeStore, StoreError
 from dp_ros.files import atomic_write_text
-from dp_ros.keys import ACTION, is_image_key
-from dp_ros.policy import EMA, ConfigError, PolicyConfig, make_policy, save_policy, tiny_config
-from dp_ros.policy.checkpoint import CheckpointError, read_checkpoint_json
+from dp_ros.policy import EMA, make_policy, save_policy
 from dp_ros.train import state as train_state
-from dp_ros.train.config import TrainConfig, TrainConfigError
-
-EvalHook = Callable[[Path], Mapping[str, float]]
+from dp_ros.train.config import TrainConfig
+from dp_ros.train.inputs import EvalHook, check_inputs, resolve_eval_hook
+from dp_ros.train.run_files import RunPaths, latest_values, plot_loss_curve, read_metrics
 
 # Validation draws its noise from a fixed seed, so successive validation losses differ because
 # the model changed, not because the noise did; and it never touches the training generators.
 VALIDATION_SEED_OFFSET = 7_919
 # Each rank draws different diffusion noise and crops; rank r uses seed + r * this.
 RANK_SEED_STRIDE = 1_000_003
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a run writes, under output.dir."""
-
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def loss_curve(self) -> Path:
-        return self.root / "loss_curve.png"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -161,141 +125,12 @@ class Trainer:
     # ---- inputs ----------------------------------------------------------------------------
 
     def check_inputs(self) -> None:
-        """Raise TrainConfigError naming the first input that cannot work."""
-        self._check_output_dir()
-        store = self._open_dataset()
-        self.obs_keys = self._check_obs_keys(store)
-        self.shape_meta = self._dataset_shape_meta(store)
-        self._check_expected_shapes()
-        self.policy_config = self._build_policy_config()
-        self.resume_dir = self._check_resume_point()
+        """Raise TrainConfigError naming the first input that cannot work (see inputs.py)."""
+        inputs = check_inputs(self.config, self.paths)
+        self.obs_keys, self.shape_meta = inputs.obs_keys, inputs.shape_meta
+        self.policy_config, self.resume_dir = inputs.policy_config, inputs.resume_dir
         if self._eval_hook is None and self.config.eval.hook:
             self._eval_hook = resolve_eval_hook(self.config.eval.hook, self.config.eval.kwargs)
-
-    def _check_output_dir(self) -> None:
-        root = self.paths.root
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".write_probe.{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as error:
-            raise TrainConfigError(
-                f"output.dir={str(root)!r} is not writable: {error.strerror or error}"
-            ) from error
-        existing = self.paths.checkpoints.is_dir() and any(self.paths.checkpoints.iterdir())
-        output = self.config.output
-        if existing and output.resume is None and not output.overwrite:
-            raise TrainConfigError(
-                f"output.dir={str(root)!r} already holds checkpoints: set output.resume=last to "
-                "continue that run, or output.overwrite=true to start over in it"
-            )
-
-    def _open_dataset(self) -> EpisodeStore:
-        path = Path(self.config.dataset.path)
-        if not path.exists():
-            raise TrainConfigError(f"dataset.path={str(path)!r} does not exist")
-        try:
-            store = EpisodeStore.open(path, mode="r")
-        except (StoreError, OSError) as error:
-            raise TrainConfigError(f"dataset.path={str(path)!r}: {error}") from error
-        if store.n_episodes == 0:
-            raise TrainConfigError(f"dataset.path={str(path)!r} is empty: no finished episodes")
-        return store
-
-    def _check_obs_keys(self, store: EpisodeStore) -> tuple[str, ...]:
-        dataset = self.config.dataset
-        if dataset.obs_keys is not None:
-            wanted, source = list(dataset.obs_keys), "dataset.obs_keys"
-        elif dataset.shape_meta is not None:
-            wanted, source = list(dataset.shape_meta.get("obs", {})), "dataset.shape_meta.obs"
-        else:
-            wanted, source = [k for k in store.keys if k != ACTION], "the dataset"
-        missing = [key for key in (*wanted, ACTION) if key not in store.keys]
-        if missing:
-            raise TrainConfigError(
-                f"{source} names key(s) {missing} that dataset {dataset.path} lacks "
-                f"(it has {list(store.keys)})"
-            )
-        if ACTION in wanted or not wanted:
-            raise TrainConfigError(f"{source}={wanted} must name observation keys, not 'action'")
-        return tuple(wanted)
-
-    def _dataset_shape_meta(self, store: EpisodeStore) -> dict[str, Any]:
-        """Shape meta read from the store's array shapes, without loading any frames."""
-        obs = {}
-        for key in self.obs_keys:
-            frame = store.array(key).shape[1:]
-            if is_image_key(key):
-                if len(frame) != 3:
-                    raise TrainConfigError(f"dataset key {key!r}: images must be (H, W, C)")
-                obs[key] = {"shape": [frame[2], frame[0], frame[1]], "type": "rgb"}
-            else:
-                if len(frame) != 1:
-                    raise TrainConfigError(f"dataset key {key!r}: low-dim frames must be (D,)")
-                obs[key] = {"shape": [frame[0]], "type": "low_dim"}
-        return {"obs": obs, "action": {"shape": list(store.array(ACTION).shape[1:])}}
-
-    def _check_expected_shapes(self) -> None:
-        expected = self.config.dataset.shape_meta
-        if expected is None:
-            return
-        got = self.shape_meta
-        for key, spec in expected.get("obs", {}).items():
-            want = list(spec.get("shape", []))
-            have = got["obs"].get(key, {}).get("shape")
-            if have != want:
-                raise TrainConfigError(
-                    f"dataset.shape_meta.obs.{key}.shape={want} does not match the dataset, "
-                    f"which has {have}"
-                )
-        want_action = list(expected.get("action", {}).get("shape", got["action"]["shape"]))
-        if want_action != got["action"]["shape"]:
-            raise TrainConfigError(
-                f"dataset.shape_meta.action.shape={want_action} does not match the dataset, "
-                f"which has {got['action']['shape']}"
-            )
-
-    def _build_policy_config(self) -> PolicyConfig:
-        """The preset, with the YAML's policy fields merged over it, on the dataset's shapes."""
-        overrides = dict(self.config.policy)
-        preset = overrides.pop("preset", "default")
-        try:
-            if preset == "tiny":
-                base = tiny_config(self.shape_meta).to_dict()
-            else:
-                base = PolicyConfig(shape_meta=self.shape_meta).to_dict()
-            merged = _deep_merge(base, overrides)
-            merged["shape_meta"] = self.shape_meta
-            return PolicyConfig.from_dict(merged)
-        except ConfigError as error:
-            raise TrainConfigError(f"policy: {error}") from error
-
-    def _check_resume_point(self) -> Path | None:
-        resume = self.config.output.resume
-        if resume is None:
-            return None
-        directory = self.paths.checkpoints / "last" if resume == "last" else Path(resume)
-        if not directory.is_dir():
-            raise TrainConfigError(f"output.resume={resume!r}: no checkpoint at {directory}")
-        for name in (train_state.STATE_JSON, train_state.STATE_TENSORS):
-            if not (directory / name).is_file():
-                raise TrainConfigError(
-                    f"output.resume={resume!r}: {directory} has no {name} (policy-only "
-                    "checkpoints such as 'best' cannot be resumed)"
-                )
-        try:
-            saved = read_checkpoint_json(directory)["config"]
-        except CheckpointError as error:
-            raise TrainConfigError(f"output.resume={resume!r}: {error}") from error
-        mine = self.policy_config.to_dict()
-        if saved != mine:
-            diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
-            raise TrainConfigError(
-                f"output.resume={resume!r}: the checkpoint's policy differs from this config "
-                f"in {diff} (shape meta or architecture changed)"
-            )
-        return directory
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -731,7 +566,7 @@ class Trainer:
         }
         if self.is_main:
             rows = read_metrics(self.paths.metrics) if self.paths.metrics.is_file() else []
-            summary["final_metrics"] = _latest_values(rows)
+            summary["final_metrics"] = latest_values(rows)
             plot_loss_curve(rows, self.paths.loss_curve)
             atomic_write_text(self.paths.summary, json.dumps(summary, indent=1))
         self.fabric.barrier()
@@ -739,55 +574,6 @@ class Trainer:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def resolve_eval_hook(spec: str, kwargs: Mapping[str, Any]) -> EvalHook:
-    """Import the factory named "package.module.function" (or "...:function") and call it."""
-    module_name, _, attribute = spec.replace(":", ".").rpartition(".")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise TrainConfigError(f"eval.hook={spec!r} cannot be imported: {error}") from error
-    hook = factory(**kwargs)
-    if not callable(hook):
-        raise TrainConfigError(f"eval.hook={spec!r} returned {hook!r}, not a callable")
-    return hook
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a run's metrics.jsonl."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_loss_curve(rows: list[Mapping[str, Any]], path: Path) -> None:
-    """Training loss per step and validation loss per epoch, log scale, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for name, style in (("train/loss", "-"), ("val/loss", "o-")):
-        points = [(row["step"], row[name]) for row in rows if name in row]
-        if points:
-            steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, style, label=name, markersize=3)
-    axis.set_xlabel("optimiser step")
-    axis.set_ylabel("diffusion loss (MSE)")
-    if any(name in row for row in rows for name in ("train/loss", "val/loss")):
-        axis.set_yscale("log")
-        axis.legend()
-    axis.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def _latest_values(rows: list[Mapping[str, Any]]) -> dict[str, float]:
-    latest: dict[str, float] = {}
-    for row in rows:
-        latest.update({k: v for k, v in row.items() if k not in ("step", "epoch")})
-    return latest
 
 
 def _make_lr_scheduler(optimizer, optim, total_steps: int):
@@ -817,13 +603,3 @@ def _weights_checksum(module: torch.nn.Module) -> torch.Tensor:
         total[0] += data.sum()
         total[1] += (data * data).sum()
     return total
-
-
-def _deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
