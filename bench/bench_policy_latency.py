@@ -10,6 +10,10 @@ noisy (DESIGN.md: 3-6x worse under a competing process): compare medians, run tw
     .venv/bin/python bench/bench_policy_latency.py                      # CPU, fp32 and bf16
     .venv/bin/python bench/bench_policy_latency.py --device cuda --compile reduce-overhead
     .venv/bin/python bench/bench_policy_latency.py --cases image-ddim16 --repeats 5
+    .venv/bin/python bench/bench_policy_latency.py --cases image-ddim16 --convs matmul,conv
+
+`--convs` times the denoiser's 1-D convolutions as matrix products (`matmul`, the CPU default)
+and/or as oneDNN convolutions (`conv`); with both, `conv_over_matmul` gives the ratio of medians.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def policy_config(kind: str) -> PolicyConfig:
 
 
 def time_case(
-    kind: str, sampler: str, steps: int, dtype: str, args: argparse.Namespace
+    kind: str, sampler: str, steps: int, dtype: str, convs: str, args: argparse.Namespace
 ) -> dict[str, object]:
     config = policy_config(kind)
     torch.manual_seed(0)
@@ -60,7 +64,7 @@ def time_case(
     n_params = count_parameters(policy)
     runner = PolicyRunner(
         policy, args.device, num_inference_steps=steps, sampler=sampler, dtype=dtype,
-        compile=args.compile,
+        compile=args.compile, matmul_convolutions=convs == "matmul",
     )  # fmt: skip
     obs = random_numpy_obs(config.shape_meta, config.n_obs_steps)
     for _ in range(args.warmup):
@@ -75,6 +79,7 @@ def time_case(
         "sampler": sampler,
         "steps": steps,
         "dtype": dtype,
+        "convolutions": convs,
         "params_m": round(n_params / 1e6, 2),
         "n": len(times),
         "median_s": round(statistics.median(times), 4),
@@ -83,11 +88,26 @@ def time_case(
     }
 
 
+def conv_over_matmul(results: list[dict[str, object]]) -> dict[str, float]:
+    """Median latency with oneDNN convolutions over that with matrix products, per case."""
+    by_key = {
+        (r["policy"], r["sampler"], r["steps"], r["dtype"], r["convolutions"]): r for r in results
+    }
+    ratios = {}
+    for (kind, sampler, steps, dtype, convs), result in by_key.items():
+        matmul = by_key.get((kind, sampler, steps, dtype, "matmul"))
+        if convs == "conv" and matmul is not None:
+            name = f"{kind}-{sampler}{steps}-{dtype}"
+            ratios[name] = round(result["median_s"] / matmul["median_s"], 2)
+    return ratios
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (same code)")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
     parser.add_argument("--cases", default=",".join(CASES), help=f"from {list(CASES)}")
+    parser.add_argument("--convs", default="matmul", help="matmul and/or conv, comma-separated")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (>= 20)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -106,9 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.cases.split(","):
         kind, sampler, steps = CASES[name]
         for dtype in args.dtypes.split(","):
-            result = time_case(kind, sampler, steps, dtype, args)
-            print(json.dumps(result), file=sys.stderr, flush=True)
-            results.append(result)
+            for convs in args.convs.split(","):
+                result = time_case(kind, sampler, steps, dtype, convs, args)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+                results.append(result)
     report = {
         "device": args.device,
         "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
@@ -121,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         "compile": args.compile,
         "warmup": args.warmup,
         "results": results,
+        "conv_over_matmul": conv_over_matmul(results),
     }
     text = json.dumps(report, indent=1)
     print(text)

@@ -39,16 +39,20 @@ def feed(core: ActingCore, stamp_ns: int) -> None:
         core.add(key, stamp_ns, np.zeros(size, np.float32))
 
 
-def test_a_chunk_keeps_only_the_rows_still_ahead_of_now(runner):
+def test_a_chunk_keeps_only_the_rows_not_yet_due(runner):
     core = make_core(runner)
     feed(core, T0)
     feed(core, T0 + PERIOD)
-    # The executed slice starts at the newest observation's instant, which is now: past.
+    # The executed slice starts at the newest observation's instant: still to come at that
+    # instant (a simulator's clock reads it until it steps), gone a step later.
     outcome = core.act(lambda: T0 + PERIOD)
     assert outcome.chunk is not None, outcome.reason
     assert outcome.observation_stamp_ns == T0 + PERIOD
-    assert outcome.chunk.rows.shape == (runner.policy.config.n_action_steps - 1, 7)
-    assert outcome.chunk.first_stamp_ns == T0 + 2 * PERIOD
+    assert outcome.chunk.rows.shape == (runner.policy.config.n_action_steps, 7)
+    assert outcome.chunk.first_stamp_ns == T0 + PERIOD
+    later = core.act(lambda: T0 + 2 * PERIOD)
+    assert later.chunk.first_stamp_ns == T0 + 2 * PERIOD
+    assert len(later.chunk.rows) == runner.policy.config.n_action_steps - 1
 
 
 def test_the_first_observation_of_an_episode_is_enough_to_act(runner):

@@ -21,10 +21,18 @@ def test_rows_whose_instant_has_passed_are_dropped_and_stamp_is_first_kept():
     chunk = schedule_executed_actions(
         rows(8), T0, 50 * MS, now_ns=T0 + 120 * MS, exec_latency_ns=10 * MS
     )
-    # Instants 0, 50, 100 ms are not after 130 ms; 150 ms is the first kept.
+    # Instants 0, 50, 100 ms are before 130 ms; 150 ms is the first kept.
     assert chunk.first_stamp_ns == T0 + 150 * MS
     assert chunk.rows[:, 0].tolist() == [3, 4, 5, 6, 7]
     assert chunk.period_ns == 50 * MS
+
+
+def test_a_row_at_exactly_now_is_kept():
+    # Simulated time: the clock still reads the newest observation's step, not yet executed.
+    chunk = schedule_executed_actions(rows(8), T0, 50 * MS, now_ns=T0, exec_latency_ns=0)
+    assert chunk.first_stamp_ns == T0 and len(chunk.rows) == 8
+    chunk = schedule_executed_actions(rows(8), T0, 50 * MS, now_ns=T0 + 1, exec_latency_ns=0)
+    assert chunk.first_stamp_ns == T0 + 50 * MS and len(chunk.rows) == 7
 
 
 def test_all_rows_late_gives_none():

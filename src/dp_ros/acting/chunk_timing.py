@@ -42,11 +42,13 @@ def schedule_executed_actions(
 ) -> TimedChunk | None:
     """Stamp the executed slice (Ta, Da), dropping rows that would execute late.
 
-    Row k belongs to `newest_obs_ns + k * period_ns`; rows whose instant is not after
-    `now_ns + exec_latency_ns` are dropped. Returns None when every row would be late.
+    Row k belongs to `newest_obs_ns + k * period_ns`; rows whose instant lies before
+    `now_ns + exec_latency_ns` are dropped. A row at exactly that instant is kept: on a simulated
+    clock, `now` is the step the simulator has published but not yet executed (its clock moves on
+    only after a step), so that row can still be applied. Returns None when every row is late.
     """
     instants = newest_obs_ns + np.arange(len(executed), dtype=np.int64) * period_ns
-    keep = instants > now_ns + exec_latency_ns
+    keep = instants >= now_ns + exec_latency_ns
     if not keep.any():
         return None
     first = int(np.argmax(keep))
