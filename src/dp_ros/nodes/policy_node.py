@@ -76,6 +76,13 @@ class PolicyNodeConfig(NodeConfig):
         0.0, "The driver's own latency (s); steps due before now + this are not offered.", 0, 10
     )
     action_limit: float = param(1.0, "Refuse chunks with any |action| above this.", 0, 1e6)
+    replan_lead_steps: int = param(
+        1,
+        "Steps before the current chunk runs out, on top of the inference time, at which the "
+        "next inference starts: fewer executes more of each chunk, more leaves slack.",
+        0,
+        100,
+    )
     start_enabled: bool = param(True, "Act as soon as activated (else wait for ~/enable).")
     status_rate: float = param(2.0, "Status messages per second (plus one per change).", 0.1, 100)
     debug_inference_delay: float = param(
@@ -117,6 +124,7 @@ class PolicyNode(LifecycleNode):
         self._sequence = 0
         self._chunks_published = 0
         self._last_latency = 0.0
+        self._latency_on_clock_ns = 0
         self._status = (PolicyStatus.STATE_UNCONFIGURED, "not configured", "")
         self._status_publisher = self.create_publisher(PolicyStatus, "~/status", STATUS_QOS)
         self._chunk_publisher = self.create_lifecycle_publisher(
@@ -280,9 +288,11 @@ class PolicyNode(LifecycleNode):
             if self._now_ns() < next_start_ns:
                 self._stop.wait(0.002)
                 continue
+            started_ns = self._now_ns()
             outcome = core.act(self._now_ns)
             if outcome.inference_s:
                 self._last_latency = outcome.inference_s
+                self._latency_on_clock_ns = self._now_ns() - started_ns
             if outcome.chunk is None:
                 self._report_not_acting(outcome)
                 self._stop.wait(0.005)
@@ -291,12 +301,17 @@ class PolicyNode(LifecycleNode):
             next_start_ns = self._next_start(outcome)
 
     def _next_start(self, outcome: ActOutcome) -> int:
-        """Start the next inference early enough that its chunk lands before the current one
-        runs out: the measured latency plus two periods, one for the observation being up to a
-        period old and one for a clock that only advances per step (simulated time)."""
+        """When to start the next inference: its chunk should land as the current one runs out.
+
+        Each chunk is executed as far as possible (replanning every few steps with fresh noise
+        makes a policy dither between samples): the lead is the last inference's duration on
+        the node's clock (simulated time advances only per step, so it reads whole steps) in
+        whole steps, plus `replan_lead_steps`.
+        """
         chunk = outcome.chunk
         period = chunk.period_ns
-        lead_ns = round((self._last_latency + self.config.debug_inference_delay) * NS) + 2 * period
+        inference_steps = -(-self._latency_on_clock_ns // period)  # ceil
+        lead_ns = (inference_steps + self.config.replan_lead_steps) * period
         return chunk.first_stamp_ns + len(chunk.rows) * period - lead_ns
 
     def _publish(self, outcome: ActOutcome) -> None:
