@@ -98,8 +98,8 @@ def test_a_new_episode_pads_with_its_first_observation_and_ignores_older_message
         sync.add("camera", T0 + i * 100 * MS, np.full(1, i))
         sync.add("pose", T0 + i * 100 * MS, np.full(1, 10 + i))
     start = T0 + 300 * MS
+    sync.add("camera", start, np.full(1, 100))  # the new episode's, before the news of it
     sync.clear(episode_start_ns=start)
-    sync.add("camera", start, np.full(1, 100))
     sync.add("pose", start - 100 * MS, np.full(1, 99))  # in flight from the old episode: ignored
     sync.add("pose", start, np.full(1, 110))
     observation = sync.assemble(now_ns=start)

@@ -78,7 +78,7 @@ class ActingCore:
         with self._lock:
             self.sync.add(key, stamp_ns, value)
 
-    def reset(self, episode_start_ns: int = 0) -> None:
+    def reset(self, episode_start_ns: int | None = None) -> None:
         """Forget the observations and re-seed the sampler; with `episode_start_ns`, a new
         episode begins at that instant (older observations no longer count)."""
         with self._lock:

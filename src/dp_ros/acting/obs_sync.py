@@ -70,9 +70,11 @@ class StampedHistory:
         index = int(np.argmin(np.abs(stamps - stamp_ns)))
         return int(stamps[index]), self._values[index]
 
-    def clear(self) -> None:
-        self._stamps.clear()
-        self._values.clear()
+    def drop_before(self, stamp_ns: int) -> None:
+        """Forget the messages stamped before `stamp_ns` (all of them for a later stamp)."""
+        while self._stamps and self._stamps[0] < stamp_ns:
+            self._stamps.popleft()
+            self._values.popleft()
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,13 @@ class ObservationSynchronizer:
             return
         history.add(stamp_ns, value)
 
-    def clear(self, episode_start_ns: int = 0) -> None:
-        """Forget every message; with `episode_start_ns`, a new episode begins at that instant."""
+    def clear(self, episode_start_ns: int | None = None) -> None:
+        """Forget every message; with `episode_start_ns`, a new episode begins at that instant
+        and only the messages from before it are forgotten (the new episode's first ones may
+        arrive before the news that it began)."""
         for history in self.histories.values():
-            history.clear()
-        self.episode_start_ns = episode_start_ns
+            history.drop_before(2**63 - 1 if episode_start_ns is None else episode_start_ns)
+        self.episode_start_ns = episode_start_ns or 0
 
     def assemble(self, now_ns: int) -> Observation | NotReady:
         """The To-step observation ending at the newest instant every stream covers."""
