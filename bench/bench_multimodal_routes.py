@@ -39,17 +39,21 @@ def demonstration_routes(store_path: str, steps: int) -> dict[str, float]:
 def policy_routes(checkpoint: str, task: str, seeds: range, samples: int) -> dict[str, float]:
     runner = PolicyRunner.from_checkpoint(checkpoint, seed=0)
     env = SimEnv(task, cameras=False)
-    mean_y = []
+    per_seed = []
     try:
         for seed in seeds:
             first = env.reset(seed=seed)
             # The episode's first observation, repeated To times (as policy_node does at a start).
             obs = {key: np.stack([first[key]] * runner.n_obs_steps) for key in runner.obs_keys}
-            for _ in range(samples):
-                mean_y.append(runner.predict(obs).executed[:, Y].mean())
+            per_seed.append([runner.predict(obs).executed[:, Y].mean() for _ in range(samples)])
     finally:
         env.close()
-    return classify(np.asarray(mean_y))
+    mean_y = np.asarray(per_seed)  # (seeds, samples)
+    report = classify(mean_y.ravel())
+    # Both routes from one and the same observation: only a policy that models both can.
+    both = [(row > SIDE).any() and (row < -SIDE).any() for row in mean_y]
+    report["seeds_with_both_routes"] = f"{sum(both)}/{len(both)}"
+    return report
 
 
 def main() -> None:
