@@ -37,7 +37,7 @@ def test_demo_runs_two_episodes_and_succeeds_at_least_once(tmp_path):
     video, summary = tmp_path / "demo.mp4", tmp_path / "summary.json"
     result = subprocess.run(
         [str(ROOT / "scripts" / "demo.sh"), "episodes:=2", f"video:={video}",
-         f"summary:={summary}", "real_time_factor:=0.5", "timeout:=240"],
+         f"summary:={summary}", "timeout:=240"],
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )  # fmt: skip
     output = result.stdout + result.stderr
