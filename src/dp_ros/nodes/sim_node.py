@@ -53,6 +53,7 @@ NS = 1_000_000_000
 # Simulated time starts here rather than at 0: ROS treats time 0 as "no clock received yet".
 SIM_EPOCH_NS = 1_000 * NS
 GRIPPER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+RESET_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,16 +104,8 @@ class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_node", **kwargs)
         self.config: SimNodeConfig = declare_and_load(self, SimNodeConfig)
-        from dp_ros.sim.env import SimEnv  # robosuite import: seconds, only when needed
-
         cfg = self.config
-        self.env = SimEnv(
-            cfg.task,
-            cameras=cfg.cameras,
-            image_size=cfg.image_size,
-            fast_render=cfg.fast_render,
-            max_episode_steps=cfg.max_episode_steps or None,
-        )
+        self.env = None  # made, used and closed by the sim thread only
         self.player = ChunkPlayer(cfg.period_ns, ACTION_DIM)
         self._lock = threading.Lock()  # the env and the player: step thread vs callbacks
         self._command: np.ndarray | None = None
@@ -127,12 +120,48 @@ class SimNode(Node):
         self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
         self.create_subscription(ActionChunk, cfg.command_topic, self._on_command, EVENT_QOS)
         self.create_service(ResetEnv, "~/reset", self._on_reset)
-        self._observation = self._reset_episode(cfg.seed)
+        self._pending_reset: tuple[int, threading.Event, dict] | None = None
         self._stop = threading.Event()
-        self._stepper = threading.Thread(target=self._step_loop, name="sim_steps", daemon=True)
+        self._go = threading.Event()
+        self._ready = threading.Event()
+        self._startup_error: Exception | None = None
+        self._stepper = threading.Thread(target=self._sim_thread, name="sim", daemon=True)
+        self._stepper.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
 
     def start(self) -> None:
-        self._stepper.start()
+        self._go.set()
+
+    def _sim_thread(self) -> None:
+        """Owns the environment from creation to close. OpenGL (EGL) contexts belong to the
+        thread that made them: rendering from any other thread returns garbage frames, so every
+        env call (reset services included) runs here."""
+        from dp_ros.sim.env import SimEnv  # robosuite import: seconds, only when needed
+
+        cfg = self.config
+        try:
+            self.env = SimEnv(
+                cfg.task,
+                cameras=cfg.cameras,
+                image_size=cfg.image_size,
+                fast_render=cfg.fast_render,
+                max_episode_steps=cfg.max_episode_steps or None,
+            )
+            self._observation = self._reset_episode(cfg.seed)
+        except Exception as error:  # refused at start, by the constructor that waits for this
+            self._startup_error = error
+            return
+        finally:
+            self._ready.set()
+        try:
+            while not self._go.wait(0.1):
+                if self._stop.is_set():
+                    return
+            self._step_loop()
+        finally:
+            self.env.close()
 
     def _make_publishers(self) -> None:
         cfg = self.config
@@ -175,6 +204,9 @@ class SimNode(Node):
                     next_wall = time.monotonic()  # running behind: do not try to catch up
             if self.config.command_wait:
                 self._wait_for_command()
+            if self._pending_reset is not None:
+                self._reset_now()
+                continue
             try:
                 self._step_once()
             except Exception:
@@ -191,6 +223,7 @@ class SimNode(Node):
                     self._command is not None
                     and self._command_stamp_ns >= self._now_ns()
                     or self._stop.is_set()
+                    or self._pending_reset is not None
                 ),
                 timeout=self.config.command_wait,
             )
@@ -301,7 +334,24 @@ class SimNode(Node):
             self._command_arrived.notify_all()
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
+        """Hand the reset to the sim thread (it owns the env) and answer once it is done."""
         seed = self._next_seed if request.seed < 0 else int(request.seed)
+        done, result = threading.Event(), {}
+        with self._command_arrived:
+            self._pending_reset = (seed, done, result)
+            self._command_arrived.notify_all()
+        if not done.wait(timeout=RESET_TIMEOUT_S):
+            response.success = False
+            response.message = f"the simulation did not reset within {RESET_TIMEOUT_S:.0f} s"
+            return response
+        response.success = True
+        response.message = f"episode {result['episode']}, seed {seed}"
+        response.episode = result["episode"]
+        return response
+
+    def _reset_now(self) -> None:
+        """Sim thread: carry out the pending reset request."""
+        seed, done, result = self._pending_reset
         with self._lock:
             # The new episode's first observation gets a fresh instant (stamps never repeat),
             # and the outcome carries it, as at the end of an episode that ran out.
@@ -311,11 +361,10 @@ class SimNode(Node):
             self._observation = self._reset_episode(seed)
             self._advance_time()
             self._episode_start_ns = self._now_ns()
+            self._pending_reset = None
         self._publish_observation(self._observation, self._now_ns())
-        response.success = True
-        response.message = f"episode {self._episode}, seed {seed}"
-        response.episode = self._episode
-        return response
+        result["episode"] = self._episode
+        done.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -323,7 +372,6 @@ class SimNode(Node):
             self._command_arrived.notify_all()
         if self._stepper.is_alive():
             self._stepper.join(timeout=10)
-        self.env.close()
 
 
 def main(args: list[str] | None = None) -> int:

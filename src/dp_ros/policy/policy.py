@@ -140,7 +140,8 @@ class DiffusionPolicy(nn.Module):
 
         The regression baseline has no reverse process: one pass, no noise."""
         if self.config.objective == "regression":
-            return self._regress(cond)
+            # Within the normalised range, as the samplers' clipping keeps diffusion samples.
+            return self._regress(cond).clamp(-1.0, 1.0)
         B = cond.shape[0]
         scheduler = self._sampler(sampler or self.config.sampler.name)
         steps = num_inference_steps or self.config.sampler.num_inference_steps
