@@ -70,6 +70,10 @@ class StampedHistory:
         index = int(np.argmin(np.abs(stamps - stamp_ns)))
         return int(stamps[index]), self._values[index]
 
+    def clear(self) -> None:
+        self._stamps.clear()
+        self._values.clear()
+
     def drop_before(self, stamp_ns: int) -> None:
         """Forget the messages stamped before `stamp_ns` (all of them for a later stamp)."""
         while self._stamps and self._stamps[0] < stamp_ns:
@@ -138,7 +142,10 @@ class ObservationSynchronizer:
         and only the messages from before it are forgotten (the new episode's first ones may
         arrive before the news that it began)."""
         for history in self.histories.values():
-            history.drop_before(2**63 - 1 if episode_start_ns is None else episode_start_ns)
+            if episode_start_ns is None:
+                history.clear()
+            else:
+                history.drop_before(episode_start_ns)
         self.episode_start_ns = episode_start_ns or 0
 
     def assemble(self, now_ns: int) -> Observation | NotReady:
