@@ -78,6 +78,9 @@ class SimObserver:
         self.executor.add_node(self.node)
         self.clock_ns = 0
         self.chunks: list[tuple[int, ActionChunk]] = []  # (sim clock at receipt, msg)
+        # Every row any chunk ever offered, by instant (never cleared: the sim may play a row of
+        # a chunk that arrived before a test's window when a newer one comes too late).
+        self.offered: dict[int, list[np.ndarray]] = {}
         self.applied: list[ActionChunk] = []
         self.outcomes: list[EpisodeOutcome] = []
         self.node.create_subscription(Clock, "/clock", self._on_clock, 10)
@@ -96,6 +99,9 @@ class SimObserver:
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         self.chunks.append((self.clock_ns, msg))
+        chunk = conv.msg_to_timed_chunk(msg, "/action_chunk")
+        for index, row in enumerate(chunk.rows):
+            self.offered.setdefault(chunk.stamp_of(index), []).append(row)
 
     def spin_until(self, condition, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -166,13 +172,9 @@ def test_sim_applies_exactly_the_rows_it_was_sent_at_their_stamps(closed_loop):
     observer.applied.clear()
     observer.chunks.clear()
     observer.spin_for(3.0)
-    # Every row offered for each instant. Usually the newest chunk's row is the one played, but
-    # a newer chunk that reaches the sim after an instant leaves the older chunk's row played.
-    rows_by_instant: dict[int, list[np.ndarray]] = {}
-    for _, msg in observer.chunks:
-        chunk = conv.msg_to_timed_chunk(msg, "/action_chunk")
-        for index, row in enumerate(chunk.rows):
-            rows_by_instant.setdefault(chunk.stamp_of(index), []).append(row)
+    # Usually the newest chunk's row for an instant is the one played, but a newer chunk that
+    # reaches the sim after that instant leaves an older chunk's row played.
+    rows_by_instant = observer.offered
     from_chunks = [msg for msg in observer.applied if msg.sequence == SOURCE_CHUNK]
     assert len(from_chunks) >= 20, [msg.sequence for msg in observer.applied]
     matched = 0
