@@ -52,7 +52,17 @@ class LifecycleClient:
         request.transition.id = TRANSITIONS[name]
         return bool(self._call(self._change, request, timeout).success)
 
-    def state(self, timeout: float = 30.0) -> str:
-        """The node's primary state label, e.g. "inactive"."""
-        result = self._call(self._get, GetState.Request(), timeout)
+    def state(self, timeout: float = 30.0, attempts: int = 3) -> str:
+        """The node's primary state label, e.g. "inactive".
+
+        Asked again when no answer comes: a request sent as a service is discovered can be lost
+        before the reply path is matched, and asking for the state changes nothing.
+        """
+        for attempt in range(attempts):
+            try:
+                result = self._call(self._get, GetState.Request(), timeout / attempts)
+                break
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
         return STATE_LABELS.get(result.current_state.id, result.current_state.label)
