@@ -43,7 +43,9 @@ class ActOutcome:
     reason: str = ""
     input: str = ""
     observation_stamp_ns: int = 0
-    inference_s: float = 0.0
+    inference_s: float = 0.0  # wall seconds in the policy
+    # The acting clock's advance from assembly to publication (simulated time: whole steps).
+    inference_clock_ns: int = 0
 
 
 def check_actions(actions: np.ndarray, limit: float) -> str:
@@ -87,8 +89,9 @@ class ActingCore:
 
     def act(self, now_ns: Callable[[], int]) -> ActOutcome:
         """Assemble, predict, check, stamp. `now_ns` is read before and after inference."""
+        assembled_ns = now_ns()
         with self._lock:
-            observation = self.sync.assemble(now_ns())
+            observation = self.sync.assemble(assembled_ns)
         if isinstance(observation, NotReady):
             return ActOutcome(None, observation.reason, observation.key)
         start = time.perf_counter()
@@ -96,14 +99,13 @@ class ActingCore:
         inference_s = time.perf_counter() - start
         if self.config.debug_delay_s > 0:
             time.sleep(self.config.debug_delay_s)
+        publish_ns = now_ns()
+        timing = {"inference_s": inference_s, "inference_clock_ns": publish_ns - assembled_ns}
         if observation.newest_stamp_ns < self.sync.episode_start_ns:
-            return ActOutcome(
-                None, "a new episode began during inference", inference_s=inference_s
-            )
+            return ActOutcome(None, "a new episode began during inference", **timing)
         problem = check_actions(prediction.executed, self.config.action_limit)
         if problem:
-            return ActOutcome(None, problem, POLICY_OUTPUT, inference_s=inference_s)
-        publish_ns = now_ns()
+            return ActOutcome(None, problem, POLICY_OUTPUT, **timing)
         chunk = schedule_executed_actions(
             prediction.executed,
             observation.newest_stamp_ns,
@@ -114,9 +116,5 @@ class ActingCore:
         if chunk is None:
             late_ms = (publish_ns - observation.newest_stamp_ns) / 1e6
             reason = f"every action step was late at publication ({late_ms:.0f} ms after the obs)"
-            return ActOutcome(None, reason, POLICY_OUTPUT, inference_s=inference_s)
-        return ActOutcome(
-            chunk,
-            observation_stamp_ns=observation.newest_stamp_ns,
-            inference_s=inference_s,
-        )
+            return ActOutcome(None, reason, POLICY_OUTPUT, **timing)
+        return ActOutcome(chunk, observation_stamp_ns=observation.newest_stamp_ns, **timing)

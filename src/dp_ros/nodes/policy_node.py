@@ -288,11 +288,10 @@ class PolicyNode(LifecycleNode):
             if self._now_ns() < next_start_ns:
                 self._stop.wait(0.002)
                 continue
-            started_ns = self._now_ns()
             outcome = core.act(self._now_ns)
             if outcome.inference_s:
                 self._last_latency = outcome.inference_s
-                self._latency_on_clock_ns = self._now_ns() - started_ns
+                self._latency_on_clock_ns = outcome.inference_clock_ns
             if outcome.chunk is None:
                 self._report_not_acting(outcome)
                 self._stop.wait(0.005)
