@@ -115,7 +115,7 @@ class SimNode(Node):
         self._next_seed = cfg.seed
         self._steps = 0
         self._sim_ns = SIM_EPOCH_NS
-        self._episode_start_ns = SIM_EPOCH_NS
+        self._episode_start_ns = SIM_EPOCH_NS  # set again by every _reset_episode
         self._make_publishers()
         self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
         self.create_subscription(ActionChunk, cfg.command_topic, self._on_command, EVENT_QOS)
@@ -149,7 +149,7 @@ class SimNode(Node):
                 fast_render=cfg.fast_render,
                 max_episode_steps=cfg.max_episode_steps or None,
             )
-            self._observation = self._reset_episode(cfg.seed)
+            self._observation = self._reset_episode(cfg.seed, SIM_EPOCH_NS)
         except Exception as error:  # refused at start, by the constructor that waits for this
             self._startup_error = error
             return
@@ -242,8 +242,7 @@ class SimNode(Node):
             self._publish_outcome(success, "success" if success else "horizon", stamp_ns)
             if self.config.auto_reset:
                 with self._lock:
-                    observation = self._reset_episode(self._next_seed)
-                    self._episode_start_ns = stamp_ns
+                    observation = self._reset_episode(self._next_seed, stamp_ns)
         self._observation = observation
         self._publish_observation(observation, stamp_ns)
 
@@ -259,8 +258,10 @@ class SimNode(Node):
         action, fresh = self.player.action_at(tick_ns)
         return action, 1 if fresh else 0
 
-    def _reset_episode(self, seed: int) -> dict:
+    def _reset_episode(self, seed: int, start_ns: int) -> dict:
+        """A new episode from `seed` whose first observation is stamped `start_ns`."""
         observation = self.env.reset(seed=seed)
+        self._episode_start_ns = start_ns
         self.player.clear()
         self._command = None
         self._episode += 1
@@ -358,9 +359,8 @@ class SimNode(Node):
             start_ns = self._now_ns() + self.config.period_ns
             if self._steps:
                 self._publish_outcome(False, "reset", start_ns)
-            self._observation = self._reset_episode(seed)
             self._advance_time()
-            self._episode_start_ns = self._now_ns()
+            self._observation = self._reset_episode(seed, self._now_ns())
             self._pending_reset = None
         self._publish_observation(self._observation, self._now_ns())
         result["episode"] = self._episode
