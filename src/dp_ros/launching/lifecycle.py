@@ -35,14 +35,19 @@ class LifecycleClient:
     def wait_for_services(self, timeout: float) -> bool:
         return self._change.wait_for_service(timeout) and self._get.wait_for_service(timeout)
 
-    def _call(self, client, request, timeout: float):
+    def _call(self, client, request, timeout: float, attempts: int = 1):
+        """The response; with `attempts` > 1 the request is sent again when no answer comes in
+        timeout / attempts (for requests that change nothing: a request sent just as a service
+        is discovered can be lost before the reply path is matched)."""
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"{client.srv_name} not available after {timeout}s")
-        future = client.call_async(request)
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
-        if not future.done():
-            raise TimeoutError(f"{client.srv_name} did not answer in {timeout}s")
-        return future.result()
+        for _ in range(attempts):
+            future = client.call_async(request)
+            self.executor.spin_until_future_complete(future, timeout_sec=timeout / attempts)
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+        raise TimeoutError(f"{client.srv_name} did not answer in {timeout}s")
 
     def transition(self, name: str, timeout: float = 120.0) -> bool:
         """Request a transition by name; True if the node accepted and completed it."""
@@ -52,17 +57,7 @@ class LifecycleClient:
         request.transition.id = TRANSITIONS[name]
         return bool(self._call(self._change, request, timeout).success)
 
-    def state(self, timeout: float = 30.0, attempts: int = 3) -> str:
-        """The node's primary state label, e.g. "inactive".
-
-        Asked again when no answer comes: a request sent as a service is discovered can be lost
-        before the reply path is matched, and asking for the state changes nothing.
-        """
-        for attempt in range(attempts):
-            try:
-                result = self._call(self._get, GetState.Request(), timeout / attempts)
-                break
-            except TimeoutError:
-                if attempt == attempts - 1:
-                    raise
+    def state(self, timeout: float = 30.0) -> str:
+        """The node's primary state label, e.g. "inactive" (asked up to 3 times)."""
+        result = self._call(self._get, GetState.Request(), timeout, attempts=3)
         return STATE_LABELS.get(result.current_state.id, result.current_state.label)
