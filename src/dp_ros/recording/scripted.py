@@ -42,9 +42,6 @@ class StateAssembler:
             return {key: state[key] for key in self.keys}
         return None
 
-    def clear(self) -> None:
-        self._pending.clear()
-
 
 def load_expert(task: str, mode: str = "default", seed: int = 0) -> Expert:
     """The scripted expert of `task` from dp_ros.sim.experts (`seed`: its route choices)."""
