@@ -7,13 +7,9 @@ real time on a loaded CPU. Checks: chunks arrive at the expected rate with stamp
 are already late on arrival are dropped, not played late.
 """
 
-import time
-
 import numpy as np
 import pytest
-import rclpy
 import torch
-from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import SetBool
 
@@ -26,6 +22,7 @@ from dp_ros.policy.checkpoint import save_policy
 from dp_ros.policy.config import image_shape_meta, tiny_config
 from dp_ros.policy.policy import make_policy
 from dp_ros.testing.checkpoints import unit_stats
+from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
@@ -69,13 +66,9 @@ def state_checkpoint(tmp_path_factory):
     return save_policy(policy, tmp_path_factory.mktemp("closed_loop") / "lift_state")
 
 
-class SimObserver:
+class SimObserver(GraphObserver):
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("closed_loop_observer", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("closed_loop_observer")
         self.clock_ns = 0
         self.chunks: list[tuple[int, ActionChunk]] = []  # (sim clock at receipt, msg)
         # Every row any chunk ever offered, by instant (never cleared: the sim may play a row of
@@ -103,25 +96,8 @@ class SimObserver:
         for index, row in enumerate(chunk.rows):
             self.offered.setdefault(chunk.stamp_of(index), []).append(row)
 
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not condition():
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
-
     def enable_policy(self, on: bool) -> None:
-        assert self.enable_client.wait_for_service(timeout_sec=30)
-        future = self.enable_client.call_async(SetBool.Request(data=on))
-        self.executor.spin_until_future_complete(future, timeout_sec=30)
-        assert future.result().success
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        assert self.call(self.enable_client, SetBool.Request(data=on)).success
 
 
 @pytest.fixture(scope="module")

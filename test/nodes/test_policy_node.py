@@ -10,7 +10,6 @@ import time
 
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from std_srvs.srv import SetBool, Trigger
 
 from dp_msgs.msg import ActionChunk, PolicyStatus
@@ -20,6 +19,7 @@ from dp_ros.launching.lifecycle import LifecycleClient
 from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
 from dp_ros.policy.config import UnetConfig, image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
+from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
 from dp_ros.testing.robot_feed import RobotFeed
 
@@ -27,14 +27,12 @@ pytestmark = pytest.mark.ros
 PERIOD_S = 0.05
 
 
-class Observer:
+class Observer(GraphObserver):
     """This process's view of the node: chunks, statuses, services, lifecycle."""
 
     def __init__(self, context, node_name: str = "policy_node") -> None:
+        super().__init__(f"observer_{node_name}", context)
         action_topic = f"/{node_name}/action_chunk"
-        self.node = rclpy.create_node(f"observer_{node_name}", context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
         self.chunks: list[tuple[int, ActionChunk]] = []  # (receive time ns, msg)
         self.statuses: list[PolicyStatus] = []
         self.node.create_subscription(ActionChunk, action_topic, self._on_chunk, ACTION_QOS)
@@ -49,25 +47,6 @@ class Observer:
     def _on_chunk(self, msg: ActionChunk) -> None:
         self.chunks.append((time.time_ns(), msg))
 
-    def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
-    def call(self, client, request, timeout: float = 30.0):
-        assert client.wait_for_service(timeout_sec=timeout), client.srv_name
-        future = client.call_async(request)
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
-        return future.result()
-
     def reset(self) -> None:
         assert self.call(self._reset, Trigger.Request()).success
 
@@ -76,10 +55,6 @@ class Observer:
 
     def latest_status(self) -> PolicyStatus:
         return self.statuses[-1]
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture(scope="module")

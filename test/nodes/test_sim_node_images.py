@@ -6,12 +6,8 @@ every format check passes. So this test replays the actions the node applied in 
 own and compares the pictures.
 """
 
-import time
-
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -19,6 +15,7 @@ from dp_msgs.msg import ActionChunk
 from dp_ros import conversions as conv
 from dp_ros.keys import AGENTVIEW_IMAGE, WRIST_IMAGE
 from dp_ros.nodes.qos import STEP_QOS
+from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
@@ -26,13 +23,9 @@ SEED = 7
 STEPS = 12
 
 
-class Witness:
+class Witness(GraphObserver):
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("image_witness", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("image_witness")
         self.applied: dict[int, np.ndarray] = {}
         self.images: dict[str, dict[int, np.ndarray]] = {AGENTVIEW_IMAGE: {}, WRIST_IMAGE: {}}
         deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -53,19 +46,6 @@ class Witness:
 
         return on_image
 
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
 
 def test_images_after_steps_show_what_a_direct_simulation_renders():
     from dp_ros.sim.env import SimEnv
@@ -79,7 +59,7 @@ def test_images_after_steps_show_what_a_direct_simulation_renders():
         # The first steps' images (the episode's first image is rendered before any step).
         ok = witness.spin_until(lambda: len(witness.applied) >= STEPS + 2, timeout=120)
         assert ok, sim.output()
-        witness.spin_until(lambda: False, timeout=0.5)
+        witness.spin_for(0.5)
     finally:
         sim.stop()
         witness.close()

@@ -8,9 +8,7 @@ the sim applied and published, and checks the store against it step by step.
 
 import numpy as np
 import pytest
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -19,6 +17,7 @@ from dp_ros import conversions as conv
 from dp_ros.data.store import EpisodeStore
 from dp_ros.keys import ACTION, EEF_POS, WRIST_IMAGE
 from dp_ros.nodes.qos import STEP_QOS
+from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
@@ -26,15 +25,11 @@ EPISODES = 2
 TELEOP_SOURCE = 2
 
 
-class SimWitness:
+class SimWitness(GraphObserver):
     """Everything the sim applied and published, by stamp."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("sim_witness", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("sim_witness")
         self.applied: dict[int, tuple[np.ndarray, int]] = {}
         self.eef_pos: dict[int, np.ndarray] = {}
         self.wrist: dict[int, np.ndarray] = {}
@@ -56,16 +51,7 @@ class SimWitness:
         self.wrist[conv.stamp_to_ns(msg.header.stamp)] = conv.image_to_rgb(msg, "wrist").copy()
 
     def spin_while(self, process: ChildProcess, timeout: float) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while process.process.poll() is None and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.01)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        self.spin_until(lambda: process.process.poll() is not None, timeout)
 
 
 def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
