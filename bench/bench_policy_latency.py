@@ -7,13 +7,17 @@ per camera on 76x76 crops, DP-C U-Net with down_dims [256, 512, 1024]. Low-dim p
 after ``--warmup`` ones; medians and p90 are printed as JSON. Timings on a shared machine are
 noisy (DESIGN.md: 3-6x worse under a competing process): compare medians, run twice.
 
-    .venv/bin/python bench/bench_policy_latency.py                      # CPU, fp32 and bf16
-    .venv/bin/python bench/bench_policy_latency.py --device cuda --compile reduce-overhead
-    .venv/bin/python bench/bench_policy_latency.py --cases image-ddim16 --repeats 5
-    .venv/bin/python bench/bench_policy_latency.py --cases image-ddim16 --convs matmul,conv
+    .venv/bin/python bench/bench_policy_latency.py                      # CPU, every case
+    .venv/bin/python bench/bench_policy_latency.py --cases image-ddim16,lowdim-ddim16 \
+        --kernels conv,matmul,matmul-fp16
+    .venv/bin/python bench/bench_policy_latency.py --device cuda --kernels conv \
+        --compile reduce-overhead
 
-`--convs` times the denoiser's 1-D convolutions as matrix products (`matmul`, the CPU default)
-and/or as oneDNN convolutions (`conv`); with both, `conv_over_matmul` gives the ratio of medians.
+`--kernels` picks how the denoiser's 1-D convolutions run: `conv` (torch's own layers), `matmul`
+(matrix products, the CPU default) and `matmul-fp16` (the same with fp16 weights packed for
+fbgemm, `PolicyRunner(half_weights=True)`; CPU only). `speedup_over_conv` gives the ratio of
+medians for each case, and `max_abs_action_diff` how far each variant's first chunk (same seed,
+same observations, normalised action units in [-1, 1]) is from the fp32 `conv` one.
 """
 
 from __future__ import annotations
@@ -55,18 +59,24 @@ def policy_config(kind: str) -> PolicyConfig:
     return PolicyConfig(shape_meta=meta, sampler=SamplerConfig("ddim", 16))
 
 
+KERNELS = ("conv", "matmul", "matmul-fp16")
+
+
 def time_case(
-    kind: str, sampler: str, steps: int, dtype: str, convs: str, args: argparse.Namespace
-) -> dict[str, object]:
+    kind: str, sampler: str, steps: int, dtype: str, kernels: str, args: argparse.Namespace
+) -> tuple[dict[str, object], np.ndarray]:
+    """Timing of one variant, and its first chunk (T, Da) from the runner's seed."""
     config = policy_config(kind)
     torch.manual_seed(0)
     policy = make_policy(config, random_stats(config.shape_meta))
     n_params = count_parameters(policy)
     runner = PolicyRunner(
         policy, args.device, num_inference_steps=steps, sampler=sampler, dtype=dtype,
-        compile=args.compile, matmul_convolutions=convs == "matmul",
+        compile=args.compile, matmul_convolutions=kernels != "conv",
+        half_weights=kernels == "matmul-fp16",
     )  # fmt: skip
     obs = random_numpy_obs(config.shape_meta, config.n_obs_steps)
+    first_chunk = runner.predict(obs).chunk
     for _ in range(args.warmup):
         runner.predict(obs)
     times = []
@@ -79,35 +89,46 @@ def time_case(
         "sampler": sampler,
         "steps": steps,
         "dtype": dtype,
-        "convolutions": convs,
+        "kernels": kernels,
         "params_m": round(n_params / 1e6, 2),
         "n": len(times),
         "median_s": round(statistics.median(times), 4),
         "p90_s": round(float(np.percentile(times, 90)), 4),
         "min_s": round(min(times), 4),
-    }
+    }, first_chunk
 
 
-def conv_over_matmul(results: list[dict[str, object]]) -> dict[str, float]:
-    """Median latency with oneDNN convolutions over that with matrix products, per case."""
-    by_key = {
-        (r["policy"], r["sampler"], r["steps"], r["dtype"], r["convolutions"]): r for r in results
+def case_name(result: dict[str, object]) -> str:
+    return f"{result['policy']}-{result['sampler']}{result['steps']}"
+
+
+def speedup_over_conv(results: list[dict[str, object]]) -> dict[str, dict[str, float]]:
+    """{case: {variant: conv median / variant median}} for cases timed with `conv` in fp32."""
+    conv = {
+        case_name(r): r["median_s"]
+        for r in results
+        if r["kernels"] == "conv" and r["dtype"] == "float32"
     }
-    ratios = {}
-    for (kind, sampler, steps, dtype, convs), result in by_key.items():
-        matmul = by_key.get((kind, sampler, steps, dtype, "matmul"))
-        if convs == "conv" and matmul is not None:
-            name = f"{kind}-{sampler}{steps}-{dtype}"
-            ratios[name] = round(result["median_s"] / matmul["median_s"], 2)
+    ratios: dict[str, dict[str, float]] = {}
+    for r in results:
+        if case_name(r) in conv and not (r["kernels"] == "conv" and r["dtype"] == "float32"):
+            variant = f"{r['kernels']}-{r['dtype']}"
+            ratios.setdefault(case_name(r), {})[variant] = round(
+                conv[case_name(r)] / r["median_s"], 2
+            )
     return ratios
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (same code)")
-    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
+    parser.add_argument(
+        "--dtypes", default="float32", help="comma-separated, e.g. float32,bfloat16"
+    )
     parser.add_argument("--cases", default=",".join(CASES), help=f"from {list(CASES)}")
-    parser.add_argument("--convs", default="matmul", help="matmul and/or conv, comma-separated")
+    parser.add_argument(
+        "--kernels", default=",".join(KERNELS), help=f"comma-separated, from {KERNELS}"
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (>= 20)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -120,14 +141,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    unknown = set(args.kernels.split(",")) - set(KERNELS)
+    if unknown:
+        raise SystemExit(f"--kernels: unknown {sorted(unknown)}; choose from {KERNELS}")
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
     for name in args.cases.split(","):
         kind, sampler, steps = CASES[name]
+        reference = None  # the fp32 `conv` chunk, when that variant is timed first
         for dtype in args.dtypes.split(","):
-            for convs in args.convs.split(","):
-                result = time_case(kind, sampler, steps, dtype, convs, args)
+            for kernels in args.kernels.split(","):
+                result, chunk = time_case(kind, sampler, steps, dtype, kernels, args)
+                if dtype == "float32" and kernels == "conv":
+                    reference = chunk
+                elif reference is not None:
+                    result["max_abs_action_diff"] = float(np.abs(chunk - reference).max())
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
     report = {
@@ -142,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "compile": args.compile,
         "warmup": args.warmup,
         "results": results,
-        "conv_over_matmul": conv_over_matmul(results),
+        "speedup_over_conv": speedup_over_conv(results),
     }
     text = json.dumps(report, indent=1)
     print(text)

@@ -86,7 +86,8 @@ def start_policy_node(checkpoint, *extra: str, name: str = "policy_node") -> Chi
 def acting(context, checkpoint):
     """A configured, active policy_node fed by a healthy robot."""
     feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
-    process = start_policy_node(checkpoint)
+    # fp16 weights (the CPU's fast path) here; the closed-loop and demo tests act in fp32.
+    process = start_policy_node(checkpoint, "half_weights:=true")
     observer = Observer(context)
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
@@ -220,7 +221,13 @@ def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]
         assert observer.lifecycle.wait_for_services(60), process.output()
         accepted = observer.lifecycle.transition("configure")
         state = observer.lifecycle.state()
-        assert observer.spin_until(lambda: observer.statuses, timeout=10)
+
+        # The refusal's status, not an earlier periodic "not configured" one: the status topic
+        # and the service reply are separate DDS streams, so either may arrive first.
+        def refused() -> bool:
+            return bool(observer.statuses) and observer.latest_status().reason != "not configured"
+
+        assert observer.spin_until(refused, timeout=10), [s.reason for s in observer.statuses]
         assert process.process.poll() is None, "policy_node died on a bad checkpoint"
         return accepted, state, observer.latest_status()
     finally:

@@ -15,10 +15,17 @@ from dp_ros.policy.config import (
     image_shape_meta,
     tiny_config,
 )
+from dp_ros.policy.matmul_layers import (
+    MatmulConv1d,
+    MatmulConvTranspose1d,
+    PackedLinear,
+    half_weights_available,
+    use_matmul_layers,
+)
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_batch, random_obs, random_stats
 from dp_ros.policy.transformer import TransformerDenoiser, memory_mask
-from dp_ros.policy.unet import ConditionalUnet1D, MatmulConv1d, use_matmul_convolutions
+from dp_ros.policy.unet import ConditionalUnet1D
 from dp_ros.policy.vision import ObsEncoder, ResNet18Trunk, SpatialSoftmax, crop_images
 
 # torchvision's resnet18 has 11,689,512 parameters; its fc head has 512*1000 + 1000.
@@ -234,28 +241,77 @@ def test_training_mode_crops_randomly_eval_is_deterministic():
     assert torch.equal(policy.obs_encoder(nobs), policy.obs_encoder(nobs))
 
 
+needs_fbgemm = pytest.mark.skipif(not half_weights_available(), reason="no fbgemm in this torch")
+
+
+@pytest.mark.parametrize("half_weights", [False, pytest.param(True, marks=needs_fbgemm)])
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding", "length"), [(5, 1, 2, 16), (3, 2, 1, 8), (1, 1, 0, 4)]
 )
-def test_matmul_conv1d_matches_the_convolution_it_replaces(kernel, stride, padding, length):
+def test_matmul_conv1d_matches_the_convolution_it_replaces(
+    kernel, stride, padding, length, half_weights
+):
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(24, 40, kernel, stride=stride, padding=padding)
     x = torch.randn(3, 24, length)
     with torch.no_grad():
-        torch.testing.assert_close(MatmulConv1d(conv)(x), conv(x), rtol=0, atol=1e-5)
+        expected = conv(x)
+        got = MatmulConv1d(conv, half_weights)(x)
+    assert got.shape == expected.shape
+    # fp16 weights: about 3 decimal digits, relative to the output's size.
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3 if half_weights else 1e-5)
 
 
-def test_unet_with_matmul_convolutions_gives_the_same_noise_estimate():
+@pytest.mark.parametrize("half_weights", [False, pytest.param(True, marks=needs_fbgemm)])
+@pytest.mark.parametrize(("kernel", "stride", "padding", "length"), [(4, 2, 1, 4), (3, 2, 0, 5)])
+def test_matmul_conv_transpose1d_matches_the_layer_it_replaces(
+    kernel, stride, padding, length, half_weights
+):
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose1d(24, 40, kernel, stride=stride, padding=padding)
+    x = torch.randn(3, 24, length)
+    with torch.no_grad():
+        expected = conv(x)
+        got = MatmulConvTranspose1d(conv, half_weights)(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3 if half_weights else 1e-5)
+
+
+@needs_fbgemm
+def test_packed_linear_rounds_weights_to_fp16_and_nothing_else():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(5, 64)
+    rounded = torch.nn.Linear(64, 32)
+    with torch.no_grad():
+        rounded.weight.copy_(linear.weight.half().float())
+        rounded.bias.copy_(linear.bias)
+        got = PackedLinear(linear, half_weights=True)(x)
+        torch.testing.assert_close(got, rounded(x), rtol=0, atol=1e-5)
+        assert (got - linear(x)).abs().max() > 0  # the rounding is real
+
+
+def test_matmul_layers_refuse_what_they_do_not_compute():
+    with pytest.raises(ValueError, match="groups"):
+        MatmulConv1d(torch.nn.Conv1d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="output_padding"):
+        MatmulConvTranspose1d(torch.nn.ConvTranspose1d(4, 4, 3, stride=2, output_padding=1))
+
+
+@pytest.mark.parametrize(
+    ("half_weights", "atol"), [(False, 1e-5), pytest.param(True, 2e-3, marks=needs_fbgemm)]
+)
+def test_unet_with_matmul_layers_gives_the_same_noise_estimate(half_weights, atol):
     torch.manual_seed(0)
     net = ConditionalUnet1D(7, 20, UnetConfig(down_dims=(32, 64, 128), kernel_size=5)).eval()
     sample, cond = torch.randn(2, 16, 7), torch.randn(2, 20)
     steps = torch.tensor([3, 70])
+    originals = (torch.nn.Conv1d, torch.nn.ConvTranspose1d) + (
+        (torch.nn.Linear,) if half_weights else ()
+    )
     with torch.no_grad():
         before = net(sample, steps, cond)
-        assert (
-            use_matmul_convolutions(net)
-            == sum(1 for m in net.modules() if isinstance(m, MatmulConv1d))
-            > 10
-        )
-        assert not any(type(m) is torch.nn.Conv1d for m in net.modules())
-        torch.testing.assert_close(net(sample, steps, cond), before, rtol=0, atol=1e-5)
+        count = sum(1 for m in net.modules() if type(m) in originals)
+        assert use_matmul_layers(net, half_weights) == count > 10
+        assert not any(type(m) in originals for m in net.modules())
+        torch.testing.assert_close(net(sample, steps, cond), before, rtol=0, atol=atol)

@@ -42,6 +42,11 @@ class PolicyNodeConfig(NodeConfig):
     dtype: str = param(
         "float32", "Weight dtype for inference.", choices=("float32", "bfloat16", "float16")
     )
+    half_weights: bool = param(
+        False,
+        "CPU only: fp16 denoiser weights packed for fbgemm, fp32 activations (about 2x faster "
+        "DDIM on an AVX2 CPU; actions within ~3e-3 of fp32).",
+    )
     num_inference_steps: int = param(0, "Denoising steps; 0 keeps the checkpoint's.", 0, 1000)
     sampler: str = param(
         "", "Sampler; empty keeps the checkpoint's.", choices=("", "ddpm", "ddim")
@@ -147,6 +152,7 @@ class PolicyNode(LifecycleNode):
                 seed=self.config.seed,
                 dtype=self.config.dtype,
                 sampler=self.config.sampler or None,
+                half_weights=self.config.half_weights,
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
             runner.warmup()

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from dp_ros.policy.checkpoint import load_policy
+from dp_ros.policy.matmul_layers import use_matmul_layers
 from dp_ros.policy.policy import DiffusionPolicy
-from dp_ros.policy.unet import use_matmul_convolutions
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -73,9 +73,12 @@ class PolicyRunner:
     at most ~0.04 (of [-1, 1]) in the sampled actions (DESIGN.md); on one without them it is
     slower, and the runner warns. ``compile`` wraps the denoiser in ``torch.compile`` with that
     mode ("reduce-overhead" captures CUDA graphs on a GPU). ``matmul_convolutions`` (default: on
-    a CPU) computes the denoiser's 1-D convolutions as matrix products (``unet.MatmulConv1d``):
-    the same numbers to float rounding, 1.1-1.2x faster per predict at batch 1 here. The runner
-    owns the policy it is given: it converts it in place.
+    a CPU) computes the denoiser's 1-D convolutions and transposed convolutions as matrix
+    products (``matmul_layers``): the same numbers to float rounding, faster at batch 1 here.
+    ``half_weights`` (CPU only; implies matmul) stores the denoiser's weights in fp16 packed for
+    fbgemm, with fp32 activations: about half the DDIM-16 latency here, actions within ~3e-3 of
+    fp32 (bench/bench_policy_latency.py prints both). The runner owns the policy it is given: it
+    converts it in place.
     """
 
     def __init__(
@@ -88,9 +91,15 @@ class PolicyRunner:
         sampler: str | None = None,
         compile: str | None = None,
         matmul_convolutions: bool | None = None,
+        half_weights: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = resolve_dtype(dtype)
+        if half_weights and (self.device.type != "cpu" or self.dtype != torch.float32):
+            raise ValueError(
+                f"half_weights is for float32 policies on a CPU, not dtype={self.dtype} on "
+                f"{self.device}"
+            )
         self.policy = policy.to(self.device).eval()
         if self.dtype != torch.float32:
             if not reduced_precision_is_fast(self.device):
@@ -103,8 +112,8 @@ class PolicyRunner:
             self.policy.to_compute_dtype(self.dtype)
         if matmul_convolutions is None:  # the default: where it is faster (the CPU)
             matmul_convolutions = self.device.type == "cpu"
-        if matmul_convolutions:
-            use_matmul_convolutions(self.policy.denoiser)
+        if matmul_convolutions or half_weights:
+            use_matmul_layers(self.policy.denoiser, half_weights)
         if compile is not None:
             if compile not in COMPILE_MODES:
                 raise ValueError(f"compile={compile!r} is invalid: must be one of {COMPILE_MODES}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dp_ros.policy.config import UnetConfig
@@ -131,7 +130,8 @@ class ConditionalUnet1D(nn.Module):
     def forward(
         self, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor
     ) -> torch.Tensor:
-        dtype = self.head[1].weight.dtype
+        # A GroupNorm's weight: matmul_layers never replaces those.
+        dtype = self.head[0].block[1].weight.dtype
         x = sample.to(dtype).transpose(1, 2)  # (B, Da, T)
         steps = torch.as_tensor(timestep, device=sample.device).reshape(-1)
         steps = steps.expand(sample.shape[0])
@@ -148,49 +148,3 @@ class ConditionalUnet1D(nn.Module):
             x = torch.cat([x, skips.pop()], dim=1)
             x = upsample(block2(block1(x, cond), cond))
         return self.head(x).transpose(1, 2).to(sample.dtype)
-
-
-class MatmulConv1d(nn.Module):
-    """An inference-only Conv1d computed as one matrix product over unfolded windows.
-
-    At batch 1 the U-Net's convolutions see sequences of 4-16 steps, and oneDNN's convolution
-    repacks the whole weight tensor on every call; a plain GEMM reads the weights as stored.
-    On this 2-core AVX2 CPU one 1024-channel layer at length 4 went from 19.3 to 8.6 ms (one
-    thread); the whole image policy's DDIM-16 predict from 1.15 to 1.02 s (two threads,
-    bench/bench_policy_latency.py --convs matmul,conv).
-    The weights are a copy: build it from a loaded, trained Conv1d and do not train it.
-    """
-
-    def __init__(self, conv: nn.Conv1d) -> None:
-        super().__init__()
-        if conv.groups != 1 or conv.dilation[0] != 1 or conv.padding_mode != "zeros":
-            raise ValueError(f"MatmulConv1d supports plain convolutions only, not {conv}")
-        self.kernel_size = conv.kernel_size[0]
-        self.stride = conv.stride[0]
-        self.padding = int(conv.padding[0])
-        weight = conv.weight.detach().reshape(conv.out_channels, -1).contiguous()  # (O, C*K)
-        self.register_buffer("weight", weight)
-        bias = None if conv.bias is None else conv.bias.detach().clone()
-        self.register_buffer("bias", bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, L) -> (B, O, L')."""
-        if self.kernel_size == 1 and self.stride == 1 and self.padding == 0:
-            return F.linear(x.transpose(1, 2), self.weight, self.bias).transpose(1, 2)
-        padded = F.pad(x, (self.padding, self.padding))
-        windows = padded.unfold(2, self.kernel_size, self.stride)  # (B, C, L', K)
-        batch, _, length, _ = windows.shape
-        columns = windows.permute(0, 2, 1, 3).reshape(batch, length, -1)  # (B, L', C*K)
-        return F.linear(columns, self.weight, self.bias).transpose(1, 2)
-
-
-def use_matmul_convolutions(module: nn.Module) -> int:
-    """Replace every plain nn.Conv1d under `module` with a MatmulConv1d; returns how many."""
-    replaced = 0
-    for name, child in module.named_children():
-        if type(child) is nn.Conv1d:
-            setattr(module, name, MatmulConv1d(child))
-            replaced += 1
-        else:
-            replaced += use_matmul_convolutions(child)
-    return replaced
