@@ -246,34 +246,26 @@ needs_fbgemm = pytest.mark.skipif(not half_weights_available(), reason="no fbgem
 
 @pytest.mark.parametrize("half_weights", [False, pytest.param(True, marks=needs_fbgemm)])
 @pytest.mark.parametrize(
-    ("kernel", "stride", "padding", "length"), [(5, 1, 2, 16), (3, 2, 1, 8), (1, 1, 0, 4)]
+    ("layer", "replacement", "kernel", "stride", "padding", "length"),
+    [
+        (torch.nn.Conv1d, MatmulConv1d, 5, 1, 2, 16),
+        (torch.nn.Conv1d, MatmulConv1d, 3, 2, 1, 8),
+        (torch.nn.Conv1d, MatmulConv1d, 1, 1, 0, 4),
+        (torch.nn.ConvTranspose1d, MatmulConvTranspose1d, 4, 2, 1, 4),
+        (torch.nn.ConvTranspose1d, MatmulConvTranspose1d, 3, 2, 0, 5),
+    ],
 )
-def test_matmul_conv1d_matches_the_convolution_it_replaces(
-    kernel, stride, padding, length, half_weights
+def test_matmul_layer_matches_the_layer_it_replaces(
+    layer, replacement, kernel, stride, padding, length, half_weights
 ):
     torch.manual_seed(0)
-    conv = torch.nn.Conv1d(24, 40, kernel, stride=stride, padding=padding)
+    original = layer(24, 40, kernel, stride=stride, padding=padding)
     x = torch.randn(3, 24, length)
     with torch.no_grad():
-        expected = conv(x)
-        got = MatmulConv1d(conv, half_weights)(x)
+        expected = original(x)
+        got = replacement(original, half_weights)(x)
     assert got.shape == expected.shape
     # fp16 weights: about 3 decimal digits, relative to the output's size.
-    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3 if half_weights else 1e-5)
-
-
-@pytest.mark.parametrize("half_weights", [False, pytest.param(True, marks=needs_fbgemm)])
-@pytest.mark.parametrize(("kernel", "stride", "padding", "length"), [(4, 2, 1, 4), (3, 2, 0, 5)])
-def test_matmul_conv_transpose1d_matches_the_layer_it_replaces(
-    kernel, stride, padding, length, half_weights
-):
-    torch.manual_seed(0)
-    conv = torch.nn.ConvTranspose1d(24, 40, kernel, stride=stride, padding=padding)
-    x = torch.randn(3, 24, length)
-    with torch.no_grad():
-        expected = conv(x)
-        got = MatmulConvTranspose1d(conv, half_weights)(x)
-    assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-3 if half_weights else 1e-5)
 
 
