@@ -165,6 +165,13 @@ def test_half_weights_stay_close_to_fp32(checkpoint):
     assert np.array_equal(runner.predict(obs).chunk, half)  # still reproducible
 
 
+def test_half_weights_are_refused_for_the_transformer():
+    torch.manual_seed(0)
+    policy = make_policy(tiny_config(META, denoiser="transformer"), random_stats(META))
+    with pytest.raises(ValueError, match=r"half_weights is for the U-Net denoiser"):
+        PolicyRunner(policy, half_weights=True)
+
+
 def test_bad_runner_options_are_refused(checkpoint):
     with pytest.raises(ValueError, match=r"half_weights is for float32 policies on a CPU"):
         PolicyRunner.from_checkpoint(checkpoint, dtype="bfloat16", half_weights=True)

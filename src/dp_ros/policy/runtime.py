@@ -100,6 +100,10 @@ class PolicyRunner:
                 f"half_weights is for float32 policies on a CPU, not dtype={self.dtype} on "
                 f"{self.device}"
             )
+        if half_weights and policy.config.denoiser != "unet":
+            raise ValueError(
+                f"half_weights is for the U-Net denoiser (DP-C), not {policy.config.denoiser!r}"
+            )
         self.policy = policy.to(self.device).eval()
         if self.dtype != torch.float32:
             if not reduced_precision_is_fast(self.device):
