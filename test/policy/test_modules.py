@@ -307,3 +307,20 @@ def test_unet_with_matmul_layers_gives_the_same_noise_estimate(half_weights, ato
         assert use_matmul_layers(net, half_weights) == count > 10
         assert not any(type(m) in originals for m in net.modules())
         torch.testing.assert_close(net(sample, steps, cond), before, rtol=0, atol=atol)
+
+
+def test_unet_films_computed_for_all_steps_at_once_match_per_step_ones():
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(7, 20, UnetConfig(down_dims=(32, 64, 128), kernel_size=5)).eval()
+    sample, cond = torch.randn(2, 16, 7), torch.randn(2, 20)
+    timesteps = torch.tensor([90, 60, 30, 0])
+    with torch.no_grad():
+        films = net.films_for_steps(timesteps, cond)
+        assert len(films) == 4 and len(films[0]) == len(net.film_blocks()) == 12
+        for t, step_films in zip(timesteps, films, strict=True):
+            expected = net(sample, t, cond)
+            torch.testing.assert_close(
+                net(sample, t, cond, step_films), expected, atol=1e-5, rtol=0
+            )
+        # The steps differ, so a film of the wrong step would be caught.
+        assert not torch.allclose(films[0][0], films[1][0])

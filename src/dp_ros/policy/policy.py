@@ -148,12 +148,21 @@ class DiffusionPolicy(nn.Module):
         scheduler.set_timesteps(steps, device=cond.device)
         shape = (B, self.horizon, self.config.shape_meta.action_dim)
         trajectory = torch.randn(shape, generator=generator, device=cond.device)
-        for t in scheduler.timesteps:
-            model_output = self.denoiser(trajectory, t, cond)
+        step_inputs = self._step_inputs(scheduler.timesteps, cond)
+        for t, extra in zip(scheduler.timesteps, step_inputs, strict=True):
+            model_output = self.denoiser(trajectory, t, cond, **extra)
             trajectory = scheduler.step(
                 model_output.float(), t, trajectory, generator=generator
             ).prev_sample
         return trajectory
+
+    def _step_inputs(self, timesteps: torch.Tensor, cond: torch.Tensor) -> list[dict]:
+        """The denoiser's extra keyword inputs for each sampler step: the U-Net's FiLM scales,
+        computed for all steps at once (``ConditionalUnet1D.films_for_steps``); the transformer
+        takes none."""
+        if isinstance(self.denoiser, ConditionalUnet1D):
+            return [{"films": films} for films in self.denoiser.films_for_steps(timesteps, cond)]
+        return [{} for _ in timesteps]
 
     def _regress(self, cond: torch.Tensor) -> torch.Tensor:
         """The regression baseline's chunk (B, T, Da): the network at step 0 on a zero input."""
