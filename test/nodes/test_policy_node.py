@@ -124,6 +124,7 @@ def test_acts_on_healthy_input_with_future_stamps(acting):
     assert acting, [s.reason for s in observer.statuses[-5:]]
     assert acting[-1].last_inference_latency > 0
     assert max(s.chunks_published for s in observer.statuses) >= len(chunks)
+    assert "(fp16 weights, fp32 maths)" in process.output()
 
 
 def test_forced_latency_drops_late_steps_but_never_publishes_past_stamps(context, checkpoint):

@@ -9,7 +9,7 @@ import torch
 from dp_ros import keys
 from dp_ros.policy.checkpoint import save_policy
 from dp_ros.policy.config import ShapeMeta, image_shape_meta, tiny_config
-from dp_ros.policy.matmul_layers import half_weights_available
+from dp_ros.policy.matmul_layers import MatrixProduct, half_weights_available
 from dp_ros.policy.policy import make_policy
 from dp_ros.policy.random_inputs import random_numpy_obs, random_stats
 from dp_ros.policy.runtime import ActionPrediction, PolicyRunner, reduced_precision_is_fast
@@ -150,11 +150,16 @@ def test_bf16_weights_stay_close_to_fp32(checkpoint):
 
 
 @pytest.mark.skipif(not half_weights_available(), reason="no fbgemm in this torch")
-def test_half_weights_stay_close_to_fp32(checkpoint):
+@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+def test_half_weights_stay_close_to_fp32(denoiser, tmp_path):
+    torch.manual_seed(0)
+    policy = make_policy(tiny_config(META, denoiser=denoiser), random_stats(META))
+    checkpoint = save_policy(policy, tmp_path / denoiser)
     obs = random_numpy_obs(META, To=2)
     fp32 = PolicyRunner.from_checkpoint(checkpoint).predict(obs).chunk
     runner = PolicyRunner.from_checkpoint(checkpoint, half_weights=True)
-    assert runner.policy.denoiser.head[1].product.half_weights
+    products = [m for m in runner.policy.denoiser.modules() if isinstance(m, MatrixProduct)]
+    assert products and all(product.half_weights for product in products)
     half = runner.predict(obs).chunk
     assert half.dtype == np.float32
     span = random_stats(META)["action"]["max"] - random_stats(META)["action"]["min"]
@@ -163,13 +168,6 @@ def test_half_weights_stay_close_to_fp32(checkpoint):
     assert not np.array_equal(half, fp32)
     runner.reset()
     assert np.array_equal(runner.predict(obs).chunk, half)  # still reproducible
-
-
-def test_half_weights_are_refused_for_the_transformer():
-    torch.manual_seed(0)
-    policy = make_policy(tiny_config(META, denoiser="transformer"), random_stats(META))
-    with pytest.raises(ValueError, match=r"half_weights is for the U-Net denoiser"):
-        PolicyRunner(policy, half_weights=True)
 
 
 def test_bad_runner_options_are_refused(checkpoint):

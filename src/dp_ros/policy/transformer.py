@@ -82,7 +82,7 @@ class TransformerDenoiser(nn.Module):
         self, sample: torch.Tensor, timestep: torch.Tensor, obs_tokens: torch.Tensor
     ) -> torch.Tensor:
         B, T, _ = sample.shape
-        dtype = self.head.weight.dtype
+        dtype = self.final_norm.weight.dtype  # a LayerNorm's: matmul_layers keeps those
         steps = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(B)
         step_token = self.step_embedding(steps).to(dtype)[:, None, :]  # (B, 1, E)
         cond = torch.cat([step_token, self.obs_embedding(obs_tokens.to(dtype))], dim=1)
