@@ -9,6 +9,7 @@ Shapes: B batch, T horizon, Da action dim, G global-condition size (To * F).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -168,7 +169,7 @@ class ConditionalUnet1D(nn.Module):
         """``films``: this step's entry of ``films_for_steps``, or None to compute them here."""
         cond = self.condition(timestep, global_cond)
         x = sample.to(cond.dtype).transpose(1, 2)  # (B, Da, T)
-        block_films = iter(films if films is not None else [None] * len(self.film_blocks()))
+        block_films = iter(films) if films is not None else itertools.repeat(None)
 
         def film_block(block: FiLMResidualBlock, x: torch.Tensor) -> torch.Tensor:
             return block(x, cond, next(block_films))
