@@ -26,7 +26,7 @@ from dp_msgs.msg import ActionChunk, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.keys import EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE
 from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS, STEP_QOS
-from dp_ros.policy.config import image_shape_meta
+from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.processes import ChildProcess
 from dp_ros.testing.ros_isolation import isolation_environment

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from dp_ros import keys
-from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta, image_shape_meta
+from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_numpy_obs, random_stats
 from dp_ros.policy.runtime import PolicyRunner, reduced_precision_is_fast
+from dp_ros.policy.shape_meta import image_shape_meta
 
 OBJECT_DIM = 14  # robomimic Can / Square object state
 # name -> (policy kind, sampler, inference steps)

@@ -19,8 +19,9 @@ from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.keys import EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, STEP_QOS
 from dp_ros.policy.checkpoint import save_policy
-from dp_ros.policy.config import image_shape_meta, tiny_config
+from dp_ros.policy.config import tiny_config
 from dp_ros.policy.policy import make_policy
+from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.testing.checkpoints import unit_stats
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess

@@ -17,7 +17,8 @@ from dp_ros import conversions as conv
 from dp_ros.keys import OBJECT_STATE
 from dp_ros.launching.lifecycle import LifecycleClient
 from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
-from dp_ros.policy.config import UnetConfig, image_shape_meta
+from dp_ros.policy.config import UnetConfig
+from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess

@@ -21,10 +21,11 @@ from dp_ros.policy.checkpoint import (
     read_checkpoint_json,
     save_policy,
 )
-from dp_ros.policy.config import image_shape_meta, tiny_config
+from dp_ros.policy.config import tiny_config
 from dp_ros.policy.policy import make_policy
 from dp_ros.policy.random_inputs import random_obs, random_stats
 from dp_ros.policy.schedulers import EMA
+from dp_ros.policy.shape_meta import image_shape_meta
 
 GOLDEN_FILE = Path(__file__).parent / "golden" / "tiny_policy.json"
 

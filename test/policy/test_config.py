@@ -8,16 +8,14 @@ import pytest
 
 from dp_ros import keys
 from dp_ros.policy.config import (
-    ConfigError,
     EncoderConfig,
     PolicyConfig,
     SamplerConfig,
-    ShapeMeta,
     TransformerConfig,
     UnetConfig,
-    image_shape_meta,
     tiny_config,
 )
+from dp_ros.policy.shape_meta import ConfigError, ShapeMeta, image_shape_meta
 
 IMAGE_META_DICT = {
     "obs": {

@@ -12,7 +12,6 @@ from dp_ros.policy.config import (
     ShapeMeta,
     TransformerConfig,
     UnetConfig,
-    image_shape_meta,
     tiny_config,
 )
 from dp_ros.policy.matmul_layers import (
@@ -24,6 +23,7 @@ from dp_ros.policy.matmul_layers import (
 )
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_batch, random_obs, random_stats
+from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.policy.transformer import TransformerDenoiser, memory_mask
 from dp_ros.policy.unet import ConditionalUnet1D
 from dp_ros.policy.vision import ObsEncoder, ResNet18Trunk, SpatialSoftmax, crop_images

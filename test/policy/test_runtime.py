@@ -8,11 +8,12 @@ import torch
 
 from dp_ros import keys
 from dp_ros.policy.checkpoint import save_policy
-from dp_ros.policy.config import ShapeMeta, image_shape_meta, tiny_config
+from dp_ros.policy.config import ShapeMeta, tiny_config
 from dp_ros.policy.matmul_layers import MatrixProduct, half_weights_available
 from dp_ros.policy.policy import make_policy
 from dp_ros.policy.random_inputs import random_numpy_obs, random_stats
 from dp_ros.policy.runtime import ActionPrediction, PolicyRunner, reduced_precision_is_fast
+from dp_ros.policy.shape_meta import image_shape_meta
 
 META = image_shape_meta(image_hw=(40, 48))  # H != W catches a transposed layout
 

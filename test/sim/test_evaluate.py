@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dp_ros import keys
-from dp_ros.policy.config import image_shape_meta
+from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.sim.evaluate import (
     EvalConfigError,
     SimEvalConfig,

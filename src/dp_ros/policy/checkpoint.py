@@ -26,9 +26,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dp_ros.files import atomic_write
-from dp_ros.policy.config import ConfigError, PolicyConfig
+from dp_ros.policy.config import PolicyConfig
 from dp_ros.policy.normalizer import stats_from_jsonable, stats_to_jsonable, validate_stats
 from dp_ros.policy.policy import DiffusionPolicy, make_policy
+from dp_ros.policy.shape_meta import ConfigError
 
 FORMAT_NAME = "dp_ros.policy"
 FORMAT_VERSION = 1

@@ -19,7 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from dp_ros import keys
+from dp_ros.policy.shape_meta import (
+    ShapeMeta,
+    choice,
+    is_int,
+    positive_int,
+    require,
+)
 
 DENOISERS = ("unet", "transformer")
 # diffusion: the policy. regression: the same encoder and network trained with plain MSE to output
@@ -34,113 +40,6 @@ PREDICTION_TYPES = ("epsilon", "sample")
 FULL_RESNET_WIDTH = 64
 
 _C = TypeVar("_C")
-
-
-class ConfigError(ValueError):
-    """A configuration value broke a rule; the message names field, value and rule."""
-
-
-def _require(ok: bool, owner: str, name: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise ConfigError(f"{owner}.{name}={value!r} is invalid: {rule}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(owner: str, name: str, value: Any) -> None:
-    _require(_is_int(value) and value > 0, owner, name, value, "must be a positive int")
-
-
-def _choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> None:
-    _require(value in options, owner, name, value, f"must be one of {list(options)}")
-
-
-# --------------------------------------------------------------------------------------------
-# Shape meta
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShapeMeta:
-    """Observation and action shapes.
-
-    ``rgb`` maps camera key -> (C, H, W); ``low_dim`` maps state key -> feature size;
-    ``action_dim`` is Da. Key order is kept: it fixes the order features are concatenated in.
-    """
-
-    rgb: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    low_dim: dict[str, int] = field(default_factory=dict)
-    action_dim: int = keys.ACTION_DIM
-
-    def __post_init__(self) -> None:
-        owner = "ShapeMeta"
-        object.__setattr__(self, "rgb", {k: tuple(v) for k, v in self.rgb.items()})
-        object.__setattr__(self, "low_dim", dict(self.low_dim))
-        _positive_int(owner, "action_dim", self.action_dim)
-        _require(bool(self.rgb or self.low_dim), owner, "obs", {}, "needs at least one obs key")
-        for key, shape in self.rgb.items():
-            _require(
-                keys.is_image_key(key), owner, f"rgb[{key!r}]", shape, "key must end in '_image'"
-            )
-            _require(
-                len(shape) == 3 and all(_is_int(s) and s > 0 for s in shape),
-                owner,
-                f"rgb[{key!r}]",
-                shape,
-                "must be (C, H, W) of positive ints",
-            )
-        for key, size in self.low_dim.items():
-            _require(
-                not keys.is_image_key(key), owner, f"low_dim[{key!r}]", size, "is an image key"
-            )
-            _positive_int(owner, f"low_dim[{key!r}]", size)
-        for key in (*self.rgb, *self.low_dim):
-            # '.' would split a tensor name in the state dict.
-            _require(
-                "." not in key and key != keys.ACTION, owner, "key", key, "no '.'; not 'action'"
-            )
-
-    @property
-    def obs_keys(self) -> tuple[str, ...]:
-        """Camera keys first, then low-dim keys."""
-        return (*self.rgb, *self.low_dim)
-
-    @property
-    def low_dim_size(self) -> int:
-        return sum(self.low_dim.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able shape-meta convention shared with the dataset (see common contracts)."""
-        obs: dict[str, Any] = {}
-        for key, shape in self.rgb.items():
-            obs[key] = {"shape": list(shape), "type": "rgb"}
-        for key, size in self.low_dim.items():
-            obs[key] = {"shape": [size], "type": "low_dim"}
-        return {"obs": obs, "action": {"shape": [self.action_dim]}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ShapeMeta:
-        """Parse the shape-meta convention; a missing ``type`` means low-dim."""
-        unknown = set(data) - {"obs", "action"}
-        _require(not unknown, "ShapeMeta", "fields", sorted(unknown), "unknown fields")
-        _require("obs" in data, "ShapeMeta", "obs", None, "is required")
-        action = data.get("action", {"shape": [keys.ACTION_DIM]})
-        action_shape = list(action.get("shape", []))
-        _require(len(action_shape) == 1, "ShapeMeta", "action.shape", action_shape, "must be [Da]")
-        rgb: dict[str, tuple[int, int, int]] = {}
-        low_dim: dict[str, int] = {}
-        for key, spec in data["obs"].items():
-            shape = list(spec.get("shape", []))
-            kind = spec.get("type", "low_dim")
-            _choice("ShapeMeta", f"obs[{key!r}].type", kind, ("rgb", "low_dim"))
-            if kind == "rgb":
-                rgb[key] = tuple(shape)  # type: ignore[assignment]
-            else:
-                _require(len(shape) == 1, "ShapeMeta", f"obs[{key!r}].shape", shape, "must be [D]")
-                low_dim[key] = shape[0]
-        return cls(rgb=rgb, low_dim=low_dim, action_dim=action_shape[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,23 +66,23 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         owner = "EncoderConfig"
-        _choice(owner, "backbone", self.backbone, BACKBONES)
+        choice(owner, "backbone", self.backbone, BACKBONES)
         # GroupNorm uses width/16 groups at the first stage, so the width must divide by 16.
-        _require(
-            _is_int(self.width) and self.width >= 16 and self.width % 16 == 0,
+        require(
+            is_int(self.width) and self.width >= 16 and self.width % 16 == 0,
             owner,
             "width",
             self.width,
             "must be a positive multiple of 16",
         )
-        _require(isinstance(self.share_rgb_model, bool), owner, "share_rgb_model", None, "bool")
-        _positive_int(owner, "num_keypoints", self.num_keypoints)
-        _positive_int(owner, "feature_dim", self.feature_dim)
+        require(isinstance(self.share_rgb_model, bool), owner, "share_rgb_model", None, "bool")
+        positive_int(owner, "num_keypoints", self.num_keypoints)
+        positive_int(owner, "feature_dim", self.feature_dim)
         if self.crop_shape is not None:
             crop = tuple(self.crop_shape)
             object.__setattr__(self, "crop_shape", crop)
-            _require(
-                len(crop) == 2 and all(_is_int(c) and c > 0 for c in crop),
+            require(
+                len(crop) == 2 and all(is_int(c) and c > 0 for c in crop),
                 owner,
                 "crop_shape",
                 crop,
@@ -204,25 +103,25 @@ class UnetConfig:
         owner = "UnetConfig"
         dims = tuple(self.down_dims)
         object.__setattr__(self, "down_dims", dims)
-        _require(len(dims) >= 1, owner, "down_dims", dims, "needs at least one level")
-        _positive_int(owner, "n_groups", self.n_groups)
+        require(len(dims) >= 1, owner, "down_dims", dims, "needs at least one level")
+        positive_int(owner, "n_groups", self.n_groups)
         for dim in dims:
-            _require(
-                _is_int(dim) and dim > 0 and dim % self.n_groups == 0,
+            require(
+                is_int(dim) and dim > 0 and dim % self.n_groups == 0,
                 owner,
                 "down_dims",
                 dims,
                 f"every entry must be a positive multiple of n_groups={self.n_groups}",
             )
-        _require(
-            _is_int(self.kernel_size) and self.kernel_size % 2 == 1 and self.kernel_size > 0,
+        require(
+            is_int(self.kernel_size) and self.kernel_size % 2 == 1 and self.kernel_size > 0,
             owner,
             "kernel_size",
             self.kernel_size,
             "must be a positive odd int (keeps the length)",
         )
-        _require(
-            _is_int(self.diffusion_step_embed_dim)
+        require(
+            is_int(self.diffusion_step_embed_dim)
             and self.diffusion_step_embed_dim > 0
             and self.diffusion_step_embed_dim % 2 == 0,
             owner,
@@ -247,18 +146,18 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         owner = "TransformerConfig"
-        _positive_int(owner, "n_layer", self.n_layer)
-        _positive_int(owner, "n_head", self.n_head)
-        _positive_int(owner, "n_emb", self.n_emb)
-        _require(
+        positive_int(owner, "n_layer", self.n_layer)
+        positive_int(owner, "n_head", self.n_head)
+        positive_int(owner, "n_emb", self.n_emb)
+        require(
             self.n_emb % self.n_head == 0 and self.n_emb % 2 == 0,
             owner,
             "n_emb",
             self.n_emb,
             f"must be even and divisible by n_head={self.n_head}",
         )
-        _require(
-            _is_int(self.n_cond_layers) and self.n_cond_layers >= 0,
+        require(
+            is_int(self.n_cond_layers) and self.n_cond_layers >= 0,
             owner,
             "n_cond_layers",
             self.n_cond_layers,
@@ -266,8 +165,8 @@ class TransformerConfig:
         )
         for name in ("p_drop_emb", "p_drop_attn"):
             value = getattr(self, name)
-            _require(0.0 <= value < 1.0, owner, name, value, "must be in [0, 1)")
-        _require(isinstance(self.causal_attn, bool), owner, "causal_attn", None, "must be bool")
+            require(0.0 <= value < 1.0, owner, name, value, "must be in [0, 1)")
+        require(isinstance(self.causal_attn, bool), owner, "causal_attn", None, "must be bool")
 
 
 @dataclass(frozen=True)
@@ -283,17 +182,17 @@ class NoiseConfig:
 
     def __post_init__(self) -> None:
         owner = "NoiseConfig"
-        _positive_int(owner, "num_train_timesteps", self.num_train_timesteps)
-        _choice(owner, "beta_schedule", self.beta_schedule, BETA_SCHEDULES)
-        _choice(owner, "prediction_type", self.prediction_type, PREDICTION_TYPES)
-        _require(
+        positive_int(owner, "num_train_timesteps", self.num_train_timesteps)
+        choice(owner, "beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        choice(owner, "prediction_type", self.prediction_type, PREDICTION_TYPES)
+        require(
             0.0 < self.beta_start < self.beta_end < 1.0,
             owner,
             "beta_start",
             (self.beta_start, self.beta_end),
             "needs 0 < beta_start < beta_end < 1",
         )
-        _require(isinstance(self.clip_sample, bool), owner, "clip_sample", None, "must be bool")
+        require(isinstance(self.clip_sample, bool), owner, "clip_sample", None, "must be bool")
 
 
 @dataclass(frozen=True)
@@ -310,8 +209,8 @@ class SamplerConfig:
     num_inference_steps: int = 16
 
     def __post_init__(self) -> None:
-        _choice("SamplerConfig", "name", self.name, SAMPLERS)
-        _positive_int("SamplerConfig", "num_inference_steps", self.num_inference_steps)
+        choice("SamplerConfig", "name", self.name, SAMPLERS)
+        positive_int("SamplerConfig", "num_inference_steps", self.num_inference_steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,13 +242,13 @@ class PolicyConfig:
         owner = "PolicyConfig"
         if isinstance(self.shape_meta, Mapping):
             object.__setattr__(self, "shape_meta", ShapeMeta.from_dict(self.shape_meta))
-        _require(
+        require(
             isinstance(self.shape_meta, ShapeMeta), owner, "shape_meta", None, "must be ShapeMeta"
         )
         for name in ("n_obs_steps", "horizon", "n_action_steps"):
-            _positive_int(owner, name, getattr(self, name))
+            positive_int(owner, name, getattr(self, name))
         limit = self.horizon - self.n_obs_steps + 1
-        _require(
+        require(
             self.n_action_steps <= limit,
             owner,
             "n_action_steps",
@@ -357,11 +256,11 @@ class PolicyConfig:
             f"must be <= horizon - n_obs_steps + 1 = {self.horizon} - {self.n_obs_steps} + 1"
             f" = {limit}",
         )
-        _choice(owner, "denoiser", self.denoiser, DENOISERS)
-        _choice(owner, "objective", self.objective, OBJECTIVES)
+        choice(owner, "denoiser", self.denoiser, DENOISERS)
+        choice(owner, "objective", self.objective, OBJECTIVES)
         if self.denoiser == "unet":
             factor = 2 ** (len(self.unet.down_dims) - 1)
-            _require(
+            require(
                 self.horizon % factor == 0,
                 owner,
                 "horizon",
@@ -369,7 +268,7 @@ class PolicyConfig:
                 f"must be divisible by 2**(len(unet.down_dims)-1) = {factor} (U-Net halves it)",
             )
         self._check_crop()
-        _require(
+        require(
             self.sampler.num_inference_steps <= self.noise.num_train_timesteps,
             owner,
             "sampler.num_inference_steps",
@@ -382,7 +281,7 @@ class PolicyConfig:
         if crop is None:
             return
         for key, (_, height, width) in self.shape_meta.rgb.items():
-            _require(
+            require(
                 crop[0] <= height and crop[1] <= width,
                 "PolicyConfig",
                 "encoder.crop_shape",
@@ -436,11 +335,11 @@ def _to_jsonable(value: Any) -> Any:
 def _refuse_unknown(cls: type, data: Mapping[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
-    _require(not unknown, cls.__name__, "fields", unknown, f"unknown; known: {sorted(known)}")
+    require(not unknown, cls.__name__, "fields", unknown, f"unknown; known: {sorted(known)}")
 
 
 def _sub_from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
-    _require(isinstance(data, Mapping), cls.__name__, "(dict)", data, "must be a dict")
+    require(isinstance(data, Mapping), cls.__name__, "(dict)", data, "must be a dict")
     _refuse_unknown(cls, data)
     kwargs = dict(data)
     for name, value in kwargs.items():
@@ -492,15 +391,3 @@ def tiny_config(
     )
     kwargs.update(overrides)
     return PolicyConfig(**kwargs)
-
-
-def image_shape_meta(
-    cameras: tuple[str, ...] = keys.CAMERA_KEYS,
-    image_hw: tuple[int, int] = (84, 84),
-    low_dim: Mapping[str, int] | None = None,
-    action_dim: int = keys.ACTION_DIM,
-) -> ShapeMeta:
-    """Shape meta of the robomimic-style image task: two 84x84 cameras + 9-D robot state."""
-    sizes = dict(keys.LOW_DIM_SIZES if low_dim is None else low_dim)
-    rgb = {camera: (3, image_hw[0], image_hw[1]) for camera in cameras}
-    return ShapeMeta(rgb=rgb, low_dim=sizes, action_dim=action_dim)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from dp_ros import keys
-from dp_ros.policy.config import PolicyConfig, image_shape_meta, tiny_config
+from dp_ros.policy.config import PolicyConfig, tiny_config
 from dp_ros.policy.policy import DiffusionPolicy, make_policy
+from dp_ros.policy.shape_meta import image_shape_meta
 
 WEIGHT_SEED = 1234
 OBS_SEED = 7

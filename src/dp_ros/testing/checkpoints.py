@@ -13,8 +13,9 @@ import torch
 
 from dp_ros.keys import ACTION
 from dp_ros.policy.checkpoint import save_policy
-from dp_ros.policy.config import ShapeMeta, image_shape_meta, tiny_config
+from dp_ros.policy.config import ShapeMeta, tiny_config
 from dp_ros.policy.policy import make_policy
+from dp_ros.policy.shape_meta import image_shape_meta
 
 
 def unit_stats(shape_meta: ShapeMeta) -> dict[str, dict[str, np.ndarray]]:
