@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from dp_ros.train import state
-from dp_ros.train.trainer import EpochSampler
+from dp_ros.train.sampling import EpochSampler
 
 
 def trained_adamw() -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -17,6 +17,10 @@ policy.safetensors + policy.json) plus the trainer state (see `dp_ros.train.stat
 `epoch_NNNN` every `training.checkpoint_every_epochs`, `last` (always resumable) and `best`
 (policy only, by `training.best_metric`).
 
+Restore and the checkpoint writers live in `checkpointing` (TrainerCheckpoints), the progress
+bar and metric logs in `run_log` (TrainerLogs), the per-rank epoch sampler and seeding in
+`sampling`.
+
 Shapes: B batch, To obs steps, T horizon, Da action dim.
 """
 
@@ -24,73 +28,32 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dp_ros.data.sequence import SequenceDataset
 from dp_ros.files import atomic_write_text
-from dp_ros.policy import EMA, make_policy, save_policy
-from dp_ros.train import state as train_state
+from dp_ros.policy import EMA, make_policy
+from dp_ros.train.checkpointing import TrainerCheckpoints
 from dp_ros.train.config import TrainConfig
 from dp_ros.train.inputs import EvalHook, check_inputs, resolve_eval_hook
 from dp_ros.train.run_files import RunPaths, latest_values, plot_loss_curve, read_metrics
+from dp_ros.train.run_log import TrainerLogs
+from dp_ros.train.sampling import RANK_SEED_STRIDE, EpochSampler, seed_everything
 
 # Validation draws its noise from a fixed seed, so successive validation losses differ because
 # the model changed, not because the noise did; and it never touches the training generators.
 VALIDATION_SEED_OFFSET = 7_919
-# Each rank draws different diffusion noise and crops; rank r uses seed + r * this.
-RANK_SEED_STRIDE = 1_000_003
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """A seeded shuffle per epoch, dealt out to ranks, that can start part-way into an epoch.
-
-    Every rank gets the same number of samples (the order wraps around to pad), so every rank
-    runs the same number of steps, which DDP needs. `skip` drops a rank's first samples: a run
-    resumed mid-epoch sees exactly the batches the stopped run had left.
-    """
-
-    def __init__(self, size: int, rank: int, world_size: int, seed: int, shuffle: bool) -> None:
-        self.size, self.rank, self.world_size = size, rank, world_size
-        self.seed, self.shuffle = seed, shuffle
-        self.epoch, self.skip = 0, 0
-
-    @property
-    def per_rank(self) -> int:
-        return math.ceil(self.size / self.world_size)
-
-    def start(self, epoch: int, skip: int = 0) -> None:
-        """Iterate epoch `epoch` from its `skip`-th sample on.
-
-        Not named `set_epoch`: Fabric calls a sampler's `set_epoch` with its own count of
-        iterations, which would undo the skip of a resumed epoch.
-        """
-        self.epoch, self.skip = epoch, skip
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator)
-        else:
-            order = torch.arange(self.size)
-        padded = order.repeat(math.ceil(self.per_rank * self.world_size / self.size))
-        mine = padded[: self.per_rank * self.world_size][self.rank :: self.world_size]
-        return iter(mine[self.skip :].tolist())
-
-    def __len__(self) -> int:
-        return max(0, self.per_rank - self.skip)
-
-
-class Trainer:
+class Trainer(TrainerCheckpoints, TrainerLogs):
     """Trains a Diffusion Policy on an episode store as `config` says. Use `run()`."""
 
     def __init__(self, config: TrainConfig, eval_hook: EvalHook | None = None) -> None:
@@ -232,84 +195,12 @@ class Trainer:
             self.ema = EMA(self.policy, ema.power, ema.max_decay, ema.min_decay)
         self.total_steps = training.epochs * self.steps_per_epoch
         self.lr_scheduler = _make_lr_scheduler(optimizer, optim, self.total_steps)
-        _seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
+        seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
 
     @property
     def deploy_policy(self) -> torch.nn.Module:
         """The weights checkpoints publish as the policy: the EMA when enabled."""
         return self.ema.averaged if self.ema is not None else self.policy
-
-    def restore(self) -> None:
-        """Continue from `self.resume_dir` (checked in check_inputs), if any."""
-        if self.resume_dir is None:
-            return
-        tensors, document = train_state.load_state(self.resume_dir)
-        self.policy.load_state_dict(train_state.unprefixed("model", tensors), strict=True)
-        if self.ema is not None:
-            self.ema.load_state_dict(train_state.unprefixed("ema", tensors))
-        train_state.optimizer_from_flat(self.optimizer.optimizer, tensors, document["optimizer"])
-        self.lr_scheduler.load_state_dict(document["lr_scheduler"])
-        self.step = document["step"]
-        self.epoch = document["epoch"]
-        self.batch_in_epoch = document["batch_in_epoch"]
-        self.best_value = document["best"]["value"]
-        self._last_saved_step = self.step
-        same_layout = document["world_size"] == self.world_size
-        if not (same_layout and train_state.load_rng(self.resume_dir, self.rank)):
-            # Another process count: the old generators do not map onto these ranks.
-            _seed_everything(self.config.training.seed + RANK_SEED_STRIDE * self.rank + self.step)
-            if not same_layout:
-                self.batch_in_epoch = 0  # the epoch's split differs; restart the epoch
-                self.fabric.print(
-                    f"resuming with {self.world_size} processes instead of "
-                    f"{document['world_size']}: random streams and epoch position restart"
-                )
-
-    # ---- logging ---------------------------------------------------------------------------
-
-    def open_logs(self) -> None:
-        self._writer = None
-        self._bar = None
-        if not self.is_main:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        self._writer = SummaryWriter(str(self.paths.tensorboard), purge_step=self.step or None)
-        self._truncate_metrics(self.step)
-        self.paths.config.write_text(json.dumps(self.config.to_dict(), indent=1))
-        total = min(self.total_steps, self.config.training.max_steps or self.total_steps)
-        self._bar = tqdm(
-            total=total,
-            initial=min(self.step, total),
-            unit="step",
-            dynamic_ncols=True,
-            disable=not self.config.training.progress_bar,
-        )
-
-    def close_logs(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        if self._writer is not None:
-            self._writer.close()
-
-    def log(self, metrics: Mapping[str, float]) -> None:
-        """One row of metrics at the current step: TensorBoard and metrics.jsonl (rank 0)."""
-        if not self.is_main or not metrics:
-            return
-        for name, value in metrics.items():
-            self._writer.add_scalar(name, value, self.step)
-        row = {"step": self.step, "epoch": self.epoch, **metrics}
-        with open(self.paths.metrics, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop rows past `step` (a resumed run rewrites them), or all rows on a fresh run."""
-        path = self.paths.metrics
-        if not path.is_file():
-            return
-        rows = read_metrics(path) if step else []
-        kept = [row for row in rows if row["step"] <= step]
-        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
     # ---- training --------------------------------------------------------------------------
 
@@ -370,31 +261,6 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.policy)
         return loss.detach()
-
-    def _record_speed(self, waited: float, total: float) -> None:
-        self.wait_times.append(waited)
-        self.step_times.append(total)
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def log_train(self, losses: list[torch.Tensor]) -> None:
-        """Mean loss over the last steps and all ranks, learning rate and speed."""
-        loss = self.fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean")
-        recent = self.step_times[-len(losses) :]
-        samples = self.config.training.batch_size * self.world_size
-        metrics = {
-            "train/loss": float(loss),
-            "train/lr": float(self.lr_scheduler.get_last_lr()[0]),
-            "perf/samples_per_s": samples * len(recent) / max(sum(recent), 1e-9),
-            "perf/data_wait_frac": sum(self.wait_times[-len(losses) :]) / max(sum(recent), 1e-9),
-        }
-        if self._bar is not None:
-            self._bar.set_postfix(
-                loss=f"{metrics['train/loss']:.4f}",
-                lr=f"{metrics['train/lr']:.2e}",
-                samples_s=f"{metrics['perf/samples_per_s']:.0f}",
-            )
-        self.log(metrics)
 
     def end_of_epoch(self) -> None:
         """Validation, checkpoints and the evaluation hook, each at its own cadence."""
@@ -465,85 +331,6 @@ class Trainer:
             self.best_value = value
             self.save_checkpoint("best", policy_only=True, metrics=metrics)
 
-    # ---- checkpoints -----------------------------------------------------------------------
-
-    def save_checkpoint(
-        self, name: str, policy_only: bool = False, metrics: Mapping[str, float] | None = None
-    ) -> Path:
-        """Write checkpoints/<name>/ (staged, then moved into place); all ranks call this."""
-        final = self.paths.checkpoints / name
-        staging = self.paths.checkpoints / f".staging-{name}"
-        if self.is_main:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        self.fabric.barrier()
-        if not policy_only:
-            train_state.save_rng(staging, self.rank)
-        if self.is_main:
-            save_policy(self.deploy_policy, staging, self._policy_metadata(metrics))
-            if not policy_only:
-                tensors, document = self._trainer_state()
-                train_state.save_state(staging, tensors, document)
-        self.fabric.barrier()
-        if self.is_main:
-            train_state.publish_directory(staging, final)
-        self.fabric.barrier()
-        if not policy_only:
-            self._last_saved_step = self.step
-        return final
-
-    def link_checkpoint(self, source: Path, name: str) -> None:
-        """Publish `source` again as `name` with hard links (no second copy of the weights)."""
-        if self.is_main:
-            staging = self.paths.checkpoints / f".staging-{name}"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            for file in source.iterdir():
-                try:
-                    os.link(file, staging / file.name)
-                except OSError:
-                    shutil.copy2(file, staging / file.name)
-            train_state.publish_directory(staging, self.paths.checkpoints / name)
-        self.fabric.barrier()
-
-    def _trainer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = train_state.prefixed("model", self.policy.state_dict())
-        if self.ema is not None:
-            tensors.update(train_state.prefixed("ema", self.ema.state_dict()))
-        optimizer_tensors, optimizer_document = train_state.optimizer_to_flat(
-            self.optimizer.optimizer
-        )
-        tensors.update(optimizer_tensors)
-        training = self.config.training
-        document = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "world_size": self.world_size,
-            "best": {
-                "metric": training.best_metric,
-                "mode": training.best_mode,
-                "value": self.best_value,
-            },
-            "optimizer": optimizer_document,
-            "lr_scheduler": self.lr_scheduler.state_dict(),
-            "train_config": self.config.to_dict(),
-        }
-        return tensors, document
-
-    def _policy_metadata(self, metrics: Mapping[str, float] | None) -> dict[str, Any]:
-        return {
-            "trainer": {
-                "step": self.step,
-                "epoch": self.epoch,
-                "ema": self.ema is not None,
-                "dataset": str(self.config.dataset.path),
-                "train_episodes": self.train_set.train_episodes.tolist(),
-                "val_episodes": self.train_set.val_episodes.tolist(),
-                "metrics": dict(metrics or {}),
-            }
-        }
-
     # ---- the end ---------------------------------------------------------------------------
 
     def finish(self) -> dict[str, Any]:
@@ -585,14 +372,6 @@ def _make_lr_scheduler(optimizer, optim, total_steps: int):
     if optim.schedule == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
     return get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _weights_checksum(module: torch.nn.Module) -> torch.Tensor:
