@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps, ObservationBuffer
+from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps
+from dp_ros.recording.observation_buffer import ObservationBuffer
 from dp_ros.recording.session import RecordingSession
 
 MS = 1_000_000

@@ -31,8 +31,8 @@ from dp_ros.recording.assembler import (
     AssemblyConfig,
     EpisodeSteps,
     IncompleteEpisodeError,
-    ObservationBuffer,
 )
+from dp_ros.recording.observation_buffer import ObservationBuffer
 
 # EpisodeOutcome.reason of recorder_node's boundary markers (read back by dp-bag-to-store).
 MARKER_START, MARKER_STOP, MARKER_DISCARD = "start", "stop", "discard"
