@@ -20,10 +20,8 @@ it writes: a reader re-reads `episode_ends` whenever it is asked for it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -33,12 +31,12 @@ import numpy as np
 import zarr
 
 from dp_ros.data.episode_rules import StoreError, encode_metadata, validate_episode
+from dp_ros.data.store_files import clear_for_create, remove_partial_files, take_writer_lock
 from dp_ros.keys import is_image_key
 
 STORE_VERSION = 1
 ENDS_PATH = "meta/episode_ends"
 METADATA_PATH = "meta/episode_metadata"
-LOCK_FILE = ".dp_ros_writer.lock"
 
 # zstd through Blosc: about 3x on rendered 84x84 scenes at a few hundred MB/s either way, and
 # readable by any zarr/numcodecs install (Diffusion Policy's environment included).
@@ -117,7 +115,7 @@ class EpisodeStore:
         """
         path = Path(path)
         if path.exists():
-            _clear_for_create(path, overwrite)
+            clear_for_create(path, overwrite)
         path.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="w")
         root.attrs["dp_ros_store_version"] = STORE_VERSION
@@ -142,7 +140,7 @@ class EpisodeStore:
                 f"{path} is not an episode store: it needs data/ and {ENDS_PATH} "
                 "(Diffusion Policy replay-buffer layout)"
             )
-        lock_fd = _take_writer_lock(path) if mode == "a" else None
+        lock_fd = take_writer_lock(path) if mode == "a" else None
         store = cls(path, mode, lock_fd)
         if mode == "a":
             try:
@@ -336,32 +334,7 @@ class EpisodeStore:
         metadata = meta["episode_metadata"]
         if metadata.shape[0] != ends.shape[0]:
             metadata.resize(ends.shape[0])
-        _remove_partial_files(self._path)
-
-
-def _clear_for_create(path: Path, overwrite: bool) -> None:
-    if not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a directory")
-    if not any(path.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{path} exists and is not empty (pass overwrite=True to replace)")
-    if not (path / ".zgroup").is_file():
-        raise FileExistsError(f"refusing to overwrite {path}: it is not a zarr store")
-    shutil.rmtree(path)
-
-
-def _take_writer_lock(path: Path) -> int:
-    """An exclusive advisory lock on the store; the kernel drops it when the writer dies."""
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"{path} is already open for appending elsewhere; one writer at a time"
-        ) from None
-    return fd
+        remove_partial_files(self._path)
 
 
 def _create_data_array(data: zarr.Group, key: str, sample: np.ndarray) -> zarr.Array:
@@ -391,11 +364,3 @@ def _create_metadata_array(meta: zarr.Group, length: int = 0) -> zarr.Array:
     if length:
         array[:] = np.array(["{}"] * length, dtype=object)
     return array
-
-
-def _remove_partial_files(path: Path) -> None:
-    """Delete temporary files a killed DirectoryStore write left behind (never read by zarr)."""
-    for directory, _, files in os.walk(path):
-        for name in files:
-            if name.endswith(".partial"):
-                os.remove(os.path.join(directory, name))
