@@ -68,6 +68,21 @@ class NodeConfig:
         """Cross-field rules; raise ValueError naming the fields."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RobotStreamParams(NodeConfig):
+    """The robot's observation topics, shared by the nodes that read them (policy_node,
+    recorder_node); each adds its own ``object_topic`` default."""
+
+    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera (sensor_msgs/Image).")
+    wrist_topic: str = param("/wrist/image_raw", "Wrist camera (sensor_msgs/Image).")
+    compressed_images: bool = param(False, "Cameras publish sensor_msgs/CompressedImage.")
+    eef_pose_topic: str = param("/eef_pose", "End-effector pose (geometry_msgs/PoseStamped).")
+    gripper_topic: str = param("/gripper/joint_states", "Gripper state (sensor_msgs/JointState).")
+    gripper_joint_names: str = param(
+        "", "Comma-separated gripper joints to read; empty reads all positions in order."
+    )
+
+
 def descriptor_for(item: dataclasses.Field, field_type: Any) -> ParameterDescriptor:
     meta = item.metadata
     description = meta.get("description", "")

@@ -28,7 +28,7 @@ from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
 from dp_ros.keys import EEF_POS, EEF_QUAT
-from dp_ros.nodes.params import NodeConfig, declare_and_load, param
+from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
 
@@ -36,7 +36,7 @@ NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
-class PolicyNodeConfig(NodeConfig):
+class PolicyNodeConfig(RobotStreamParams):
     checkpoint: str = param("", "Policy checkpoint directory (policy.safetensors + policy.json).")
     device: str = param("cpu", "Torch device for inference: cpu, cuda or cuda:N.")
     dtype: str = param(
@@ -52,14 +52,6 @@ class PolicyNodeConfig(NodeConfig):
         "", "Sampler; empty keeps the checkpoint's.", choices=("", "ddpm", "ddim")
     )
     seed: int = param(0, "Seed of the sampler's noise (reset restores it).", 0, 2**31 - 1)
-    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera (sensor_msgs/Image).")
-    wrist_topic: str = param("/wrist/image_raw", "Wrist camera (sensor_msgs/Image).")
-    compressed_images: bool = param(False, "Cameras publish sensor_msgs/CompressedImage.")
-    eef_pose_topic: str = param("/eef_pose", "End-effector pose (geometry_msgs/PoseStamped).")
-    gripper_topic: str = param("/gripper/joint_states", "Gripper state (sensor_msgs/JointState).")
-    gripper_joint_names: str = param(
-        "", "Comma-separated gripper joints to read; empty reads all positions in order."
-    )
     object_topic: str = param("", "Object state (sensor_msgs/JointState); simulation only.")
     action_topic: str = param("/action_chunk", "Where ActionChunks are published.")
     episode_topic: str = param(

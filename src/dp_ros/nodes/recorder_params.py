@@ -7,25 +7,17 @@ from dataclasses import dataclass
 
 from dp_ros.acting.inputs import streams_for
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
-from dp_ros.nodes.params import NodeConfig, param
+from dp_ros.nodes.params import RobotStreamParams, param
 from dp_ros.recording.assembler import AssemblyConfig
 
 NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
-class RecorderNodeConfig(NodeConfig):
+class RecorderNodeConfig(RobotStreamParams):
     store: str = param("", "Episode store directory (created if missing; one writer at a time).")
     keys: list[str] = param(
         [*CAMERA_KEYS, *ROBOT_STATE_KEYS, OBJECT_STATE], "Observation keys recorded per step."
-    )
-    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera (sensor_msgs/Image).")
-    wrist_topic: str = param("/wrist/image_raw", "Wrist camera (sensor_msgs/Image).")
-    compressed_images: bool = param(False, "Cameras publish sensor_msgs/CompressedImage.")
-    eef_pose_topic: str = param("/eef_pose", "End-effector pose (geometry_msgs/PoseStamped).")
-    gripper_topic: str = param("/gripper/joint_states", "Gripper state (sensor_msgs/JointState).")
-    gripper_joint_names: str = param(
-        "", "Comma-separated gripper joints to read; empty reads all positions in order."
     )
     object_topic: str = param("/sim/object_state", "Object state (sensor_msgs/JointState).")
     action_topic: str = param(
