@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore
+from dp_ros.acting.continuation import ContinuationConfig
 from dp_ros.policy.config import ShapeMeta
 from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
@@ -22,7 +23,7 @@ def runner(tmp_path_factory):
     return PolicyRunner.from_checkpoint(checkpoint)
 
 
-def make_core(runner: PolicyRunner, delay_s: float = 0.0) -> ActingCore:
+def make_core(runner: PolicyRunner, delay_s: float = 0.0, **options) -> ActingCore:
     config = ActingConfig(
         period_ns=PERIOD,
         tolerance_ns=5 * MS,
@@ -30,6 +31,7 @@ def make_core(runner: PolicyRunner, delay_s: float = 0.0) -> ActingCore:
         exec_latency_ns=0,
         action_limit=10.0,
         debug_delay_s=delay_s,
+        **options,
     )
     return ActingCore(runner, config)
 
@@ -39,20 +41,68 @@ def feed(core: ActingCore, stamp_ns: int) -> None:
         core.add(key, stamp_ns, np.zeros(size, np.float32))
 
 
-def test_a_chunk_keeps_only_the_rows_not_yet_due(runner):
-    core = make_core(runner)
+@pytest.mark.parametrize("offered_rows", [0, 5])
+def test_a_chunk_keeps_only_the_rows_not_yet_due(runner, offered_rows):
+    core = make_core(runner, offered_rows=offered_rows)
+    config = runner.policy.config
+    # All rows from the newest observation's instant on (T - To + 1), or the first N of them.
+    expected = offered_rows or config.horizon - config.n_obs_steps + 1
     feed(core, T0)
     feed(core, T0 + PERIOD)
-    # The executed slice starts at the newest observation's instant: still to come at that
+    # The offered rows start at the newest observation's instant: still to come at that
     # instant (a simulator's clock reads it until it steps), gone a step later.
     outcome = core.act(lambda: T0 + PERIOD)
     assert outcome.chunk is not None, outcome.reason
     assert outcome.observation_stamp_ns == T0 + PERIOD
-    assert outcome.chunk.rows.shape == (runner.policy.config.n_action_steps, 7)
+    assert outcome.chunk.rows.shape == (expected, 7)
     assert outcome.chunk.first_stamp_ns == T0 + PERIOD
     later = core.act(lambda: T0 + 2 * PERIOD)
     assert later.chunk.first_stamp_ns == T0 + 2 * PERIOD
-    assert len(later.chunk.rows) == runner.policy.config.n_action_steps - 1
+    assert len(later.chunk.rows) == expected - 1
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_a_new_chunk_continues_the_current_one_on_its_frozen_instants(runner, sampler):
+    """Each inference takes 2 steps on the clock. The second, from the observation at T0+3P,
+    expects that much (the first one's measured latency) plus 1 lead step: the current chunk's
+    rows for T0+2P .. T0+5P execute before the new one takes over, so the new chunk repeats
+    them exactly, and its first published row (T0+5P, the first one not late) is one of them."""
+    runner.sampler = sampler
+    continuation = ContinuationConfig(mode="inpaint", overlap_steps=3, lead_steps=1)
+    core = make_core(runner, continuation=continuation)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    clock = iter([T0 + PERIOD, T0 + 3 * PERIOD])  # assembled, published
+    first = core.act(lambda: next(clock))
+    current = core.committed
+    assert first.held_rows == 0 and current.first_stamp_ns == T0  # horizon row 0: To-1 back
+    feed(core, T0 + 2 * PERIOD)
+    feed(core, T0 + 3 * PERIOD)
+    clock = iter([T0 + 3 * PERIOD, T0 + 5 * PERIOD])
+    second = core.act(lambda: next(clock))
+    assert second.held_rows == 4
+    new = core.committed
+    assert new.first_stamp_ns == T0 + 2 * PERIOD
+    np.testing.assert_array_equal(new.rows[:4], current.rows[2:6])
+    assert not np.allclose(new.rows[7:14], current.rows[9:16], atol=1e-3)  # free: sampled
+    assert second.chunk.first_stamp_ns == T0 + 5 * PERIOD
+    np.testing.assert_array_equal(second.chunk.rows[0], current.rows[5])
+    core.reset(episode_start_ns=T0 + 20 * PERIOD)
+    assert core.committed is None  # a new episode continues nothing
+    runner.sampler = runner.policy.config.sampler.name
+
+
+def test_without_continuation_the_new_chunk_is_sampled_afresh(runner):
+    core = make_core(runner)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    core.act(lambda: T0 + PERIOD)
+    current = core.committed
+    feed(core, T0 + 2 * PERIOD)
+    feed(core, T0 + 3 * PERIOD)
+    outcome = core.act(lambda: T0 + 3 * PERIOD)
+    assert outcome.held_rows == 0
+    assert not np.allclose(core.committed.rows[:2], current.rows[2:4], atol=1e-3)
 
 
 def test_the_first_observation_of_an_episode_is_enough_to_act(runner):

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import numpy as np
 import pytest
 import rclpy
 from std_srvs.srv import SetBool, Trigger
@@ -26,6 +27,8 @@ from dp_ros.testing.robot_feed import RobotFeed
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.05
+PERIOD_NS = 50_000_000
+OFFERED_ROWS = 15  # the tiny policy's horizon rows from the newest observation on: 16 - 2 + 1
 
 
 class Observer(GraphObserver):
@@ -118,7 +121,8 @@ def test_acts_on_healthy_input_with_future_stamps(acting):
         assert stamp_ns > received_ns, (stamp_ns - received_ns) / 1e6
         assert conv.stamp_to_ns(msg.observation_stamp) < stamp_ns
         assert conv.duration_to_ns(msg.period) == round(PERIOD_S * 1e9)
-        assert msg.action_dim == 7 and 1 <= msg.horizon <= 6
+        # Every row from the observation's instant on, less those within exec_latency (3).
+        assert msg.action_dim == 7 and 1 <= msg.horizon <= OFFERED_ROWS - 3
         assert len(msg.data) == msg.horizon * 7
     # The status said ACTING while chunks flowed (a single late inference may flip it briefly).
     acting = [s for s in observer.statuses if s.state == PolicyStatus.STATE_ACTING and s.acting]
@@ -128,24 +132,50 @@ def test_acts_on_healthy_input_with_future_stamps(acting):
     assert "(fp16 weights, fp32 maths)" in process.output()
 
 
-def test_forced_latency_drops_late_steps_but_never_publishes_past_stamps(context, checkpoint):
-    # 0.2 s added after each inference: of 8 steps 50 ms apart (instants 0..350 ms after the
-    # observation), those before publication (>= 200 ms) must not be offered.
+def rows_by_instant(msg: ActionChunk) -> dict[int, np.ndarray]:
+    """{instant ns rounded to the control grid: row} of one chunk message."""
+    first = conv.stamp_to_ns(msg.header.stamp)
+    rows = np.asarray(msg.data, np.float32).reshape(msg.horizon, msg.action_dim)
+    return {round((first + i * PERIOD_NS) / PERIOD_NS): row for i, row in enumerate(rows)}
+
+
+@pytest.mark.parametrize("continuation", ["inpaint", "none"])
+def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consistent(
+    context, checkpoint, continuation
+):
+    """0.2 s added after each inference: rows due before publication (the first 4 of the 15 from
+    the observation's instant on) are never offered. With continuation the rows that execute
+    during an inference are frozen to the current chunk's, so each chunk's first row is the one
+    the previous chunk had for that instant; from fresh noise it is not."""
     feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
+    name = f"slow_policy_{continuation}"
     process = start_policy_node(
-        checkpoint, "debug_inference_delay:=0.2", "exec_latency:=0.0", name="slow_policy"
-    )
-    observer = Observer(context, "slow_policy")
+        checkpoint, "debug_inference_delay:=0.2", "exec_latency:=0.0",
+        f"continuation:={continuation}", "replan_lead_steps:=3", name=name,
+    )  # fmt: skip
+    observer = Observer(context, name)
     try:
         assert observer.lifecycle.wait_for_services(60)
         assert observer.lifecycle.transition("configure")
         assert observer.lifecycle.transition("activate")
-        assert observer.spin_until(lambda: len(observer.chunks) >= 3, timeout=30), process.output()
-        for _, msg in observer.chunks:
+        assert observer.spin_until(lambda: len(observer.chunks) >= 7, timeout=60), process.output()
+        messages = [msg for _, msg in observer.chunks]
+        for msg in messages:
             lead_ns = conv.stamp_to_ns(msg.header.stamp) - conv.stamp_to_ns(msg.observation_stamp)
             assert lead_ns >= 200_000_000, lead_ns / 1e6
-            assert 1 <= msg.horizon <= 3  # rows at 250, 300, 350 ms at most
+            assert 1 <= msg.horizon <= OFFERED_ROWS - 4  # rows at 200 .. 700 ms at most
             assert len(msg.data) == msg.horizon * 7
+        agree = []
+        for older, newer in zip(messages[1:], messages[2:], strict=False):  # skip the first
+            old_rows, new_rows = rows_by_instant(older), rows_by_instant(newer)
+            first = min(new_rows)
+            if first in old_rows:
+                agree.append(bool(np.allclose(new_rows[first], old_rows[first], atol=1e-5)))
+        assert len(agree) >= 3, agree
+        if continuation == "inpaint":  # a late inference (loaded machine) may outrun the lead
+            assert sum(agree) >= len(agree) - 1, agree
+        else:
+            assert not any(agree), agree
     finally:
         observer.close()
         feed.close()

@@ -2,8 +2,13 @@
 
 policy_node calls `ActingCore.act()` from its inference thread; everything that decides whether to
 publish lives here so it is tested without ROS: assembling the To-step observation by stamp,
-running the policy, refusing non-finite or out-of-range actions, and dropping rows that would
-execute late.
+running the policy (continuing the chunk being executed, with `continuation`), refusing
+non-finite or out-of-range actions, and dropping rows that would execute late.
+
+What is offered: every predicted row from the newest observation's instant onward (horizon rows
+To-1 .. T-1, or the first `offered_rows` of them), not only the Ta the policy was trained to
+execute. Inference latency then eats into the chunk's runway instead of leaving the robot
+without a row: a driver plays rows at their stamps and a newer chunk replaces the rest.
 """
 
 import threading
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_ros.acting.chunk_timing import TimedChunk, schedule_executed_actions
+from dp_ros.acting.continuation import ContinuationConfig, freeze_until, plan_held_actions
 from dp_ros.acting.obs_sync import NotReady, ObservationSynchronizer, SyncConfig
 from dp_ros.policy.runtime import PolicyRunner
 
@@ -33,6 +39,9 @@ class ActingConfig:
     action_limit: float
     # Added after each inference, before stamping: lets tests and benchmarks force latency.
     debug_delay_s: float = 0.0
+    # Rows offered per chunk from the newest observation's instant on; 0: all (T - To + 1).
+    offered_rows: int = 0
+    continuation: ContinuationConfig = ContinuationConfig()
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class ActOutcome:
     inference_s: float = 0.0  # wall seconds in the policy
     # The acting clock's advance from assembly to publication (simulated time: whole steps).
     inference_clock_ns: int = 0
+    held_rows: int = 0  # rows of the chunk frozen to the one it continues
 
 
 def check_actions(actions: np.ndarray, limit: float) -> str:
@@ -74,6 +84,21 @@ class ActingCore:
         self.sync = ObservationSynchronizer(list(runner.obs_keys), sync_config)
         # Message callbacks add while the inference thread assembles.
         self._lock = threading.Lock()
+        # The whole horizon (T, Da) of the last published chunk, stamped from its row 0: what
+        # the robot is executing, which the next chunk continues.
+        self.committed: TimedChunk | None = None
+        self._latency_clock_ns = 0  # the last inference's duration on the acting clock
+
+    @property
+    def offered_rows(self) -> int:
+        """Rows offered per chunk: T - To + 1, or fewer when `offered_rows` says so."""
+        available = self.runner.horizon - self.runner.n_obs_steps + 1
+        return min(self.config.offered_rows or available, available)
+
+    @property
+    def executed_steps(self) -> int:
+        """Rows of a chunk meant to execute before the next one replaces it (Ta at most)."""
+        return min(self.runner.n_action_steps, self.offered_rows)
 
     def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
         """Record one observation value (ValueError for out-of-order stamps)."""
@@ -85,6 +110,7 @@ class ActingCore:
         episode begins at that instant (older observations no longer count)."""
         with self._lock:
             self.sync.clear(episode_start_ns)
+        self.committed = None  # never continue a chunk of another episode
         self.runner.reset()
 
     def act(self, now_ns: Callable[[], int]) -> ActOutcome:
@@ -94,27 +120,42 @@ class ActingCore:
             observation = self.sync.assemble(assembled_ns)
         if isinstance(observation, NotReady):
             return ActOutcome(None, observation.reason, observation.key)
+        period = self.config.period_ns
+        newest_ns = observation.newest_stamp_ns
+        horizon_first_ns = newest_ns - (self.runner.n_obs_steps - 1) * period
+        held = self._held_actions(horizon_first_ns, assembled_ns)
         start = time.perf_counter()
-        prediction = self.runner.predict(observation.values)
+        prediction = self.runner.predict(observation.values, held)
         inference_s = time.perf_counter() - start
         if self.config.debug_delay_s > 0:
             time.sleep(self.config.debug_delay_s)
         publish_ns = now_ns()
-        timing = {"inference_s": inference_s, "inference_clock_ns": publish_ns - assembled_ns}
-        if observation.newest_stamp_ns < self.sync.episode_start_ns:
+        self._latency_clock_ns = publish_ns - assembled_ns
+        timing = {"inference_s": inference_s, "inference_clock_ns": self._latency_clock_ns}
+        if newest_ns < self.sync.episode_start_ns:
             return ActOutcome(None, "a new episode began during inference", **timing)
-        problem = check_actions(prediction.executed, self.config.action_limit)
+        first = self.runner.n_obs_steps - 1
+        offered = prediction.chunk[first : first + self.offered_rows]
+        problem = check_actions(offered, self.config.action_limit)
         if problem:
             return ActOutcome(None, problem, POLICY_OUTPUT, **timing)
         chunk = schedule_executed_actions(
-            prediction.executed,
-            observation.newest_stamp_ns,
-            self.config.period_ns,
-            publish_ns,
-            self.config.exec_latency_ns,
+            offered, newest_ns, period, publish_ns, self.config.exec_latency_ns
         )
         if chunk is None:
-            late_ms = (publish_ns - observation.newest_stamp_ns) / 1e6
+            late_ms = (publish_ns - newest_ns) / 1e6
             reason = f"every action step was late at publication ({late_ms:.0f} ms after the obs)"
             return ActOutcome(None, reason, POLICY_OUTPUT, **timing)
-        return ActOutcome(chunk, observation_stamp_ns=observation.newest_stamp_ns, **timing)
+        self.committed = TimedChunk(horizon_first_ns, period, prediction.chunk)
+        held_rows = 0 if held is None else int(np.sum(held.weights >= 1.0))
+        return ActOutcome(chunk, observation_stamp_ns=newest_ns, held_rows=held_rows, **timing)
+
+    def _held_actions(self, horizon_first_ns: int, start_ns: int):
+        """What the new chunk must continue (None: continuation off or nothing to continue)."""
+        settings = self.config.continuation
+        until_ns = freeze_until(
+            start_ns, self._latency_clock_ns, self.config.period_ns, settings.lead_steps
+        )
+        return plan_held_actions(
+            self.committed, horizon_first_ns, self.runner.horizon, until_ns, settings
+        )

@@ -1,8 +1,9 @@
 """When each action of a chunk executes: the policy side (stamping) and the driver side (playing).
 
 Timing model (Diffusion Policy's real-robot scheme). The policy predicts T actions for the
-instants t0, t0 + dt, ... where the observation instants are t0 .. t0 + (To-1) dt. The executed
-slice starts at index To-1, so its row k belongs to the instant `newest_obs + k * dt`. By the time
+instants t0, t0 + dt, ... where the observation instants are t0 .. t0 + (To-1) dt. The rows
+offered start at index To-1 (the executed slice Ta, or the rest of the horizon), so row k belongs
+to the instant `newest_obs + k * dt`. By the time
 inference finishes, the first rows' instants have passed; publishing them would make a driver
 execute them late. So the publisher drops every row whose instant is not after
 `now + exec_latency`, and stamps the chunk with the instant of the first row it keeps.
@@ -40,7 +41,8 @@ class TimedChunk:
 def schedule_executed_actions(
     executed: np.ndarray, newest_obs_ns: int, period_ns: int, now_ns: int, exec_latency_ns: int
 ) -> TimedChunk | None:
-    """Stamp the executed slice (Ta, Da), dropping rows that would execute late.
+    """Stamp the offered rows (N, Da) from the newest observation's instant on, dropping rows
+    that would execute late.
 
     Row k belongs to `newest_obs_ns + k * period_ns`; rows whose instant lies before
     `now_ns + exec_latency_ns` are dropped. A row at exactly that instant is kept: on a simulated

@@ -26,6 +26,7 @@ from std_srvs.srv import SetBool, Trigger
 from dp_msgs.msg import ActionChunk, EpisodeOutcome, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
+from dp_ros.acting.continuation import CONTINUATION_MODES, WEIGHT_SCHEDULES, ContinuationConfig
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
@@ -75,10 +76,34 @@ class PolicyNodeConfig(RobotStreamParams):
     action_limit: float = param(1.0, "Refuse chunks with any |action| above this.", 0, 1e6)
     replan_lead_steps: int = param(
         1,
-        "Steps before the current chunk runs out, on top of the inference time, at which the "
-        "next inference starts: fewer executes more of each chunk, more leaves slack.",
+        "Steps before the current chunk's Ta executed steps run out, on top of the inference "
+        "time, at which the next inference starts: fewer executes more of each chunk, more "
+        "leaves slack. With continuation, also the rows frozen beyond the inference time.",
         0,
         100,
+    )
+    offered_rows: int = param(
+        0,
+        "Rows offered per chunk from the newest observation's instant on (latency eats into "
+        "them, not into the executed steps); 0: all the horizon has (T - To + 1).",
+        0,
+        1000,
+    )
+    continuation: str = param(
+        "inpaint",
+        "none: every chunk from fresh noise; inpaint: the rows that execute while the next "
+        "chunk is computed are frozen to the current chunk's, and an overlap after them is "
+        "guided towards it (training-free; no extra denoiser evaluations).",
+        choices=CONTINUATION_MODES,
+    )
+    continuation_overlap_steps: int = param(
+        4, "Rows after the frozen ones guided towards the current chunk (inpaint).", 0, 1000
+    )
+    continuation_schedule: str = param(
+        "linear",
+        "Weights of the overlap rows, decaying from 1 to 0: hard (frozen rows only, no "
+        "overlap), linear or exponential.",
+        choices=WEIGHT_SCHEDULES,
     )
     start_enabled: bool = param(True, "Act as soon as activated (else wait for ~/enable).")
     status_rate: float = param(2.0, "Status messages per second (plus one per change).", 0.1, 100)
@@ -104,6 +129,13 @@ class PolicyNodeConfig(RobotStreamParams):
             exec_latency_ns=round(self.exec_latency * NS),
             action_limit=self.action_limit,
             debug_delay_s=self.debug_inference_delay,
+            offered_rows=self.offered_rows,
+            continuation=ContinuationConfig(
+                mode=self.continuation,
+                overlap_steps=self.continuation_overlap_steps,
+                schedule=self.continuation_schedule,
+                lead_steps=self.replan_lead_steps,
+            ),
         )
 
 
@@ -297,21 +329,21 @@ class PolicyNode(LifecycleNode):
                 self._stop.wait(0.005)
                 continue
             self._publish(outcome)
-            next_start_ns = self._next_start(outcome)
+            next_start_ns = self._next_start(outcome, core)
 
-    def _next_start(self, outcome: ActOutcome) -> int:
-        """When to start the next inference: its chunk should land as the current one runs out.
+    def _next_start(self, outcome: ActOutcome, core: ActingCore) -> int:
+        """When to start the next inference: its chunk should land as the current one has
+        executed its Ta steps (counted from the observation it was conditioned on).
 
-        Each chunk is executed as far as possible (replanning every few steps with fresh noise
-        makes a policy dither between samples): the lead is the last inference's duration on
-        the node's clock (simulated time advances only per step, so it reads whole steps) in
-        whole steps, plus `replan_lead_steps`.
+        The lead is the last inference's duration on the node's clock (simulated time advances
+        only per step, so it reads whole steps) in whole steps, plus `replan_lead_steps`. When
+        inference is slower than that, the rows offered beyond Ta keep the robot going.
         """
-        chunk = outcome.chunk
-        period = chunk.period_ns
+        period = outcome.chunk.period_ns
         inference_steps = -(-self._latency_on_clock_ns // period)  # ceil
         lead_ns = (inference_steps + self.config.replan_lead_steps) * period
-        return chunk.first_stamp_ns + len(chunk.rows) * period - lead_ns
+        budget_ns = core.executed_steps * period
+        return outcome.observation_stamp_ns + budget_ns - lead_ns
 
     def _publish(self, outcome: ActOutcome) -> None:
         msg = conv.timed_chunk_to_msg(

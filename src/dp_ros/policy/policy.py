@@ -12,6 +12,7 @@ A batch is ``{"obs": {key: (B, To, ...)}, "action": (B, T, Da)}``; images are ui
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,34 @@ from dp_ros.policy.schedulers import make_sampler, make_train_scheduler
 from dp_ros.policy.transformer import TransformerDenoiser
 from dp_ros.policy.unet import ConditionalUnet1D
 from dp_ros.policy.vision import ObsEncoder
+
+
+@dataclass(frozen=True)
+class HeldRows:
+    """Rows of the chunk to hold while sampling: inpainting continuation (training-free).
+
+    values: (B, T, Da) target actions in normalised units; weights: (T,) in [0, 1] per row.
+    A row of weight 1 is frozen: before each denoiser evaluation at step t it is replaced by its
+    target noised to t's level (the forward process), and after the last step by the target
+    itself. A row of weight w in (0, 1) is blended towards the noised target at each of those
+    n = K + 1 points by 1 - (1 - w) ** (1 / n), so that over the whole trajectory it keeps about
+    1 - w of its own sample (blending by w at every step would make it nearly frozen). Weight 0
+    leaves the row free. This is the replacement form of inpainting
+    (Lugmayr et al.'s RePaint without resampling), applied per row as Real-Time Chunking
+    (Black et al., 2025) does for the actions that execute while the next chunk is computed.
+    """
+
+    values: torch.Tensor
+    weights: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 3 or self.weights.shape != (self.values.shape[1],):
+            raise ValueError(
+                f"HeldRows: values {tuple(self.values.shape)} must be (B, T, Da) and weights "
+                f"{tuple(self.weights.shape)} must be (T,)"
+            )
+        if bool((self.weights < 0).any() or (self.weights > 1).any()):
+            raise ValueError("HeldRows.weights must lie in [0, 1]")
 
 
 class DiffusionPolicy(nn.Module):
@@ -135,26 +164,56 @@ class DiffusionPolicy(nn.Module):
         generator: torch.Generator | None = None,
         num_inference_steps: int | None = None,
         sampler: str | None = None,
+        held: HeldRows | None = None,
     ) -> torch.Tensor:
         """Run the reverse process from noise given the condition: -> (B, T, Da) in [-1, 1].
 
+        With ``held``, the rows it weights are inpainted (see ``HeldRows``): one forward-process
+        computation per step and no extra denoiser evaluation. Without it, or with all weights
+        zero, the samples are exactly those of plain sampling (the same generator draws).
         The regression baseline has no reverse process: one pass, no noise."""
         if self.config.objective == "regression":
             # Within the normalised range, as the samplers' clipping keeps diffusion samples.
             return self._regress(cond).clamp(-1.0, 1.0)
         B = cond.shape[0]
-        scheduler = self._sampler(sampler or self.config.sampler.name)
         steps = num_inference_steps or self.config.sampler.num_inference_steps
-        scheduler.set_timesteps(steps, device=cond.device)
         shape = (B, self.horizon, self.config.shape_meta.action_dim)
         trajectory = torch.randn(shape, generator=generator, device=cond.device)
+        if held is not None and not bool(held.weights.any()):
+            held = None
+        scheduler = self._sampler(sampler or self.config.sampler.name)
+        scheduler.set_timesteps(steps, device=cond.device)
+        held = per_blend_weights(held, len(scheduler.timesteps) + 1)
         step_inputs = self._step_inputs(scheduler.timesteps, cond)
         for t, extra in zip(scheduler.timesteps, step_inputs, strict=True):
+            if held is not None:
+                trajectory = self._hold(trajectory, held, t, generator)
             model_output = self.denoiser(trajectory, t, cond, **extra)
             trajectory = scheduler.step(
                 model_output.float(), t, trajectory, generator=generator
             ).prev_sample
+        if held is not None:  # the clean level: held rows end exactly on their targets
+            trajectory = self._hold(trajectory, held, None, generator)
         return trajectory
+
+    def _hold(
+        self,
+        trajectory: torch.Tensor,
+        held: HeldRows,
+        t: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Blend the held rows of the noisy sample (B, T, Da) towards their targets noised to
+        step t (t None: the clean targets)."""
+        target = held.values.to(trajectory.device, trajectory.dtype)
+        if t is not None:
+            noise = torch.randn(
+                trajectory.shape, generator=generator, device=trajectory.device
+            ).to(trajectory.dtype)
+            target = self.train_scheduler.add_noise(target, noise, t.reshape(1))
+        weights = held.weights.to(trajectory.device, trajectory.dtype)[None, :, None]
+        # lerp returns `end` exactly where the weight is 1: frozen rows are the targets.
+        return torch.lerp(trajectory, target, weights.expand_as(trajectory))
 
     def _step_inputs(self, timesteps: torch.Tensor, cond: torch.Tensor) -> list[dict]:
         """The denoiser's extra keyword inputs for each sampler step: the U-Net's FiLM scales,
@@ -177,21 +236,30 @@ class DiffusionPolicy(nn.Module):
         generator: torch.Generator | None = None,
         num_inference_steps: int | None = None,
         sampler: str | None = None,
+        held: HeldRows | None = None,
     ) -> dict[str, torch.Tensor]:
         """Obs {key: (B, To, ...)} -> {"action_pred": (B, T, Da), "action": (B, Ta, Da)}.
 
         ``action`` is the executed slice ``action_pred[:, To-1 : To-1+Ta]``: the first action
         of the chunk that lies at or after the latest observation. Call under ``no_grad`` or
         ``inference_mode``; pass a seeded ``torch.Generator`` for reproducible samples.
+        ``held`` (normalised units) inpaints rows that are already committed.
         """
         cond = self.encode_obs(obs)
-        normalized = self.sample_normalized(cond, generator, num_inference_steps, sampler)
+        normalized = self.sample_normalized(cond, generator, num_inference_steps, sampler, held)
         action_pred = self.normalizer.unnormalize_action(normalized.float())
         start = self.n_obs_steps - 1
         return {
             "action_pred": action_pred,
             "action": action_pred[:, start : start + self.n_action_steps],
         }
+
+
+def per_blend_weights(held: HeldRows | None, blends: int) -> HeldRows | None:
+    """The weights applied at each of a sampler's `blends` blending points (see HeldRows)."""
+    if held is None:
+        return None
+    return HeldRows(held.values, 1.0 - (1.0 - held.weights.float()) ** (1.0 / blends))
 
 
 def make_policy(config: PolicyConfig, stats: Stats | None = None) -> DiffusionPolicy:

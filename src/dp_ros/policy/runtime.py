@@ -22,7 +22,7 @@ import torch
 
 from dp_ros.policy.checkpoint import load_policy
 from dp_ros.policy.matmul_layers import use_matmul_layers
-from dp_ros.policy.policy import DiffusionPolicy
+from dp_ros.policy.policy import DiffusionPolicy, HeldRows
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -38,6 +38,16 @@ class ActionPrediction:
 
     chunk: np.ndarray
     executed: np.ndarray
+
+
+@dataclass(frozen=True)
+class HeldActions:
+    """Actions a new chunk must continue (inpainting): ``actions`` (T, Da) in the policy's
+    action units for the horizon's rows, ``weights`` (T,) in [0, 1]: 1 freezes a row to its
+    action, less guides it softly, 0 leaves it free (its action is then ignored)."""
+
+    actions: np.ndarray
+    weights: np.ndarray
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -201,10 +211,13 @@ class PolicyRunner:
         self.reset()
         return prediction
 
-    def predict(self, obs: Mapping[str, np.ndarray]) -> ActionPrediction:
+    def predict(
+        self, obs: Mapping[str, np.ndarray], held: HeldActions | None = None
+    ) -> ActionPrediction:
         """obs {key: (To, ...)} numpy (images uint8 (To, H, W, C), low-dim float (To, D)) ->
         ``ActionPrediction(chunk=(T, Da), executed=(Ta, Da))``, float32. Extra keys are
-        ignored."""
+        ignored. ``held`` inpaints the rows it weights (``HeldActions``); the chunk's frozen
+        rows (weight 1) are returned exactly as given."""
         batch = self._to_batch(obs)
         start = time.perf_counter()
         with torch.inference_mode():
@@ -213,12 +226,30 @@ class PolicyRunner:
                 generator=self.generator,
                 num_inference_steps=self.num_inference_steps,
                 sampler=self.sampler,
+                held=self._held_rows(held),
             )
             chunk = result["action_pred"][0].float().cpu().numpy()
         self.last_latency_s = time.perf_counter() - start
+        if held is not None:  # unnormalising the held targets rounds: give back the originals
+            frozen = held.weights >= 1.0
+            chunk[frozen] = held.actions[frozen]
         start_index = self.n_obs_steps - 1
         executed = chunk[start_index : start_index + self.n_action_steps]
         return ActionPrediction(chunk=chunk.copy(), executed=executed.copy())
+
+    def _held_rows(self, held: HeldActions | None) -> HeldRows | None:
+        if held is None:
+            return None
+        shape = (self.horizon, self.action_dim)
+        if held.actions.shape != shape or held.weights.shape != (self.horizon,):
+            raise ValueError(
+                f"held actions {held.actions.shape} / weights {held.weights.shape}: expected "
+                f"{shape} / ({self.horizon},)"
+            )
+        actions = torch.from_numpy(np.asarray(held.actions, dtype=np.float32)).to(self.device)
+        values = self.policy.normalizer.normalize_action(actions[None])
+        weights = torch.from_numpy(np.asarray(held.weights, dtype=np.float32)).to(self.device)
+        return HeldRows(values=values, weights=weights)
 
     def _to_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         validate_obs(obs, self.expected_obs_shapes(), self.policy.config.shape_meta.rgb)

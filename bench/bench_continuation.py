@@ -1,0 +1,299 @@
+"""Real-time acting over ROS vs injected inference delay, with and without continuation.
+
+For each cell of (injected delay in control periods) x (continuation none / inpaint) this runs
+the evaluate graph (sim_node + policy_node + eval_node, separate processes over DDS, the sim at
+`--real-time-factor`, 1.0 by default) on the same `--episodes` unseen seeds, and listens to the
+graph. Per cell it reports:
+
+- success rate (eval_node's summary);
+- rows dropped as late by the sim's chunk player, and their share of the rows played + dropped;
+- jerk: the mean |delta action| (translation and rotation columns) between consecutive applied
+  steps where both came from one chunk ("inside") and where the second came from a newer chunk
+  ("seam"); the ratio seam / inside (continuation's target: <= 1.2);
+- with `--routes` (the two-route Lift task): episodes whose end effector committed to one side
+  of the cube (more than `ROUTE_COMMIT` m off the cube's y) and later reached the other side.
+
+Prints a table and JSON, writes the JSON (`--output`) and the success-vs-delay curve (`--plot`).
+
+    .venv/bin/python bench/bench_continuation.py --checkpoint lift_state --episodes 20 \
+        --output bench_out/continuation_lift.json --plot bench_out/continuation_lift.png
+    .venv/bin/python bench/bench_continuation.py --checkpoint outputs/lift_mm_state/checkpoints/last \
+        --routes --delays 0 --output bench_out/routes.json
+"""
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import yaml
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+
+from dp_msgs.msg import ActionChunk, EpisodeOutcome
+from dp_ros import conversions as conv
+from dp_ros.launching.graph import config_dir
+from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STEP_QOS
+from dp_ros.testing.processes import ChildProcess
+from dp_ros.testing.ros_isolation import isolation_environment
+
+SOURCE_CHUNK = 1  # applied_action.sequence: 0 hold, 1 chunk row, 2 teleop
+MOTION = slice(0, 6)  # translation and rotation columns: the gripper toggles by design
+ROUTE_COMMIT = 0.06  # m off the cube's y: half the demonstrator's 0.12 m swing-out
+DROPPED = re.compile(r"dropped as late (\d+)")
+PLAYED = re.compile(r"chunk rows played (\d+)")
+
+
+@dataclass
+class Recording:
+    """What one cell's graph published, as this process received it."""
+
+    chunks: list = field(default_factory=list)  # (sequence, {instant: row})
+    applied: list = field(default_factory=list)  # (instant, row, source)
+    poses: list = field(default_factory=list)  # (stamp, y)
+    cube_y: list = field(default_factory=list)  # (stamp, y)
+    outcomes: list = field(default_factory=list)  # stamp of each episode end
+
+    def on_chunk(self, msg: ActionChunk) -> None:
+        first = conv.stamp_to_ns(msg.header.stamp)
+        period = conv.duration_to_ns(msg.period)
+        rows = np.asarray(msg.data, np.float32).reshape(msg.horizon, msg.action_dim)
+        self.chunks.append((msg.sequence, {first + i * period: r for i, r in enumerate(rows)}))
+
+    def on_applied(self, msg: ActionChunk) -> None:
+        row = np.asarray(msg.data, np.float32)
+        self.applied.append((conv.stamp_to_ns(msg.header.stamp), row, msg.sequence))
+
+    def on_pose(self, msg: PoseStamped) -> None:
+        self.poses.append((conv.stamp_to_ns(msg.header.stamp), msg.pose.position.y))
+
+    def on_object(self, msg: JointState) -> None:
+        if len(msg.position) >= 2:  # Lift: cube position first
+            self.cube_y.append((conv.stamp_to_ns(msg.header.stamp), msg.position[1]))
+
+    def on_outcome(self, msg: EpisodeOutcome) -> None:
+        self.outcomes.append(conv.stamp_to_ns(msg.header.stamp))
+
+
+def listen(recording: Recording, stop: threading.Event) -> None:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_continuation", context=context)
+    node.create_subscription(ActionChunk, "/action_chunk", recording.on_chunk, ACTION_QOS)
+    node.create_subscription(ActionChunk, "/sim/applied_action", recording.on_applied, STEP_QOS)
+    node.create_subscription(PoseStamped, "/eef_pose", recording.on_pose, SENSOR_QOS)
+    node.create_subscription(JointState, "/sim/object_state", recording.on_object, SENSOR_QOS)
+    node.create_subscription(
+        EpisodeOutcome, "/sim/episode_outcome", recording.on_outcome, EVENT_QOS
+    )
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def chunk_of_each_step(recording: Recording) -> list[tuple[int, np.ndarray, int | None]]:
+    """(instant, applied row, sequence of the newest chunk holding exactly that row there)."""
+    by_instant: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for sequence, rows in recording.chunks:
+        for instant, row in rows.items():
+            by_instant.setdefault(instant, []).append((sequence, row))
+    steps = []
+    for instant, row, source in sorted(recording.applied, key=lambda item: item[0]):
+        origin = None
+        if source == SOURCE_CHUNK:
+            matches = [s for s, r in by_instant.get(instant, []) if np.allclose(r, row, atol=1e-6)]
+            origin = max(matches) if matches else None
+        steps.append((instant, row, origin))
+    return steps
+
+
+def jerk(recording: Recording, period_ns: int) -> dict:
+    """Mean |delta action| between consecutive chunk-driven steps, inside chunks and at seams."""
+    inside, seam = [], []
+    steps = chunk_of_each_step(recording)
+    for (t0, row0, chunk0), (t1, row1, chunk1) in zip(steps, steps[1:], strict=False):
+        if chunk0 is None or chunk1 is None or t1 - t0 != period_ns:
+            continue
+        delta = float(np.mean(np.abs(row1[MOTION] - row0[MOTION])))
+        (inside if chunk0 == chunk1 else seam).append(delta)
+    mean_inside = float(np.mean(inside)) if inside else float("nan")
+    mean_seam = float(np.mean(seam)) if seam else float("nan")
+    return {
+        "jerk_inside": round(mean_inside, 4),
+        "jerk_seam": round(mean_seam, 4),
+        "seam_over_inside": round(mean_seam / mean_inside, 3) if inside and seam else None,
+        "seams": len(seam),
+    }
+
+
+def route_switches(recording: Recording) -> dict:
+    """Episodes that committed to one side of the cube and later reached the other."""
+    bounds = [0] + sorted(recording.outcomes)
+    cube = dict(recording.cube_y)
+    committed, switched = 0, 0
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        side = 0.0
+        for stamp, y in recording.poses:
+            if not start < stamp <= end or stamp not in cube:
+                continue
+            offset = y - cube[stamp]
+            if abs(offset) < ROUTE_COMMIT:
+                continue
+            if side == 0.0:
+                side, committed = np.sign(offset), committed + 1
+            elif np.sign(offset) != side:
+                switched += 1
+                break
+    return {"episodes_committed": committed, "route_switches": switched}
+
+
+def policy_parameters(path: Path, overrides: dict) -> Path:
+    """policy_node.yaml with `overrides` applied, written to `path`."""
+    document = yaml.safe_load((config_dir() / "policy_node.yaml").read_text())
+    document["/**"]["ros__parameters"].update(overrides)
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict:
+    name = f"delay{delay_steps}_{continuation}"
+    overrides = {
+        "debug_inference_delay": delay_steps * options.period,
+        "continuation": continuation,
+    }
+    parameters = policy_parameters(folder / f"{name}.yaml", overrides)
+    summary_path = folder / f"{name}_summary.json"
+    recording, stop = Recording(), threading.Event()
+    listener = threading.Thread(target=listen, args=(recording, stop), daemon=True)
+    listener.start()
+    started = time.monotonic()
+    runner = ChildProcess.python(
+        "-m", "dp_ros.launching.runner", "launch", "evaluate",
+        f"checkpoint:={options.checkpoint}", f"task:={options.task}",
+        f"episodes:={options.episodes}", f"seed:={options.first_seed}",
+        f"cameras:={str(options.cameras).lower()}",
+        f"real_time_factor:={options.real_time_factor}", "video_episodes:=0",
+        f"summary:={summary_path}", f"policy_config:={parameters}",
+        f"timeout:={options.timeout}", name="dp-ros",
+    )  # fmt: skip
+    try:
+        runner.wait(options.timeout + 120)
+    finally:
+        runner.stop()
+        stop.set()
+        listener.join(timeout=10)
+    output = runner.output()
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    dropped = [int(n) for n in DROPPED.findall(output)]
+    played = [int(n) for n in PLAYED.findall(output)]
+    late, total = (dropped[-1], dropped[-1] + played[-1]) if dropped else (None, None)
+    result = {
+        "delay_steps": delay_steps,
+        "continuation": continuation,
+        "episodes": summary.get("episodes", 0),
+        "success_rate": summary.get("success_rate"),
+        "rows_dropped_late": late,
+        "late_share": round(late / total, 3) if total else None,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    result.update(jerk(recording, round(options.period * 1e9)))
+    if options.routes:
+        result.update(route_switches(recording))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for continuation in sorted({r["continuation"] for r in results}):
+        cells = sorted(
+            (r for r in results if r["continuation"] == continuation),
+            key=lambda r: r["delay_steps"],
+        )
+        axis.plot(
+            [r["delay_steps"] for r in cells],
+            [r["success_rate"] or 0.0 for r in cells],
+            marker="o",
+            label=f"continuation={continuation}",
+        )
+    axis.set_xlabel("injected inference delay (control periods of 50 ms)")
+    axis.set_ylabel("success rate")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
+def table(results: list[dict]) -> str:
+    columns = ["delay_steps", "continuation", "success_rate", "late_share", "jerk_inside",
+               "jerk_seam", "seam_over_inside", "route_switches"]  # fmt: skip
+    lines = [" | ".join(columns)]
+    for result in results:
+        lines.append(" | ".join(str(result.get(column, "-")) for column in columns))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="lift_state")
+    parser.add_argument("--task", default="lift")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=100000)
+    parser.add_argument("--delays", default="0,1,2,4,6", help="control periods, comma-separated")
+    parser.add_argument("--continuations", default="none,inpaint")
+    parser.add_argument("--real-time-factor", type=float, default=1.0)
+    parser.add_argument("--cameras", action="store_true")
+    parser.add_argument("--routes", action="store_true", help="count route switches (Lift)")
+    parser.add_argument("--period", type=float, default=0.05)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per cell, seconds")
+    parser.add_argument("--output", type=Path, default=Path("bench_out/continuation.json"))
+    parser.add_argument("--plot", type=Path, help="PNG of success vs delay")
+    options = parser.parse_args()
+    # This process and every graph it starts share one isolated, loopback-only DDS domain.
+    os.environ.update(isolation_environment(os.environ))
+    folder = Path(tempfile.mkdtemp(prefix="bench_continuation_"))
+    results = []
+    for delay in [int(d) for d in options.delays.split(",")]:
+        for continuation in options.continuations.split(","):
+            results.append(run_cell(options, delay, continuation, folder))
+    report = {
+        "benchmark": "closed loop over ROS vs injected inference delay",
+        "checkpoint": options.checkpoint,
+        "task": options.task,
+        "episodes_per_cell": options.episodes,
+        "first_seed": options.first_seed,
+        "real_time_factor": options.real_time_factor,
+        "cells": results,
+    }
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps(report, indent=1))
+    if options.plot:
+        plot(results, options.plot, f"{options.task}, {Path(options.checkpoint).name}")
+    print(table(results))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
