@@ -17,8 +17,9 @@ Prints a table and JSON, writes the JSON (`--output`) and the success-vs-delay c
 
     .venv/bin/python bench/bench_continuation.py --checkpoint lift_state --episodes 20 \
         --output bench_out/continuation_lift.json --plot bench_out/continuation_lift.png
-    .venv/bin/python bench/bench_continuation.py --checkpoint outputs/lift_mm_state/checkpoints/last \
-        --routes --delays 0 --output bench_out/routes.json
+    .venv/bin/python bench/bench_continuation.py \
+        --checkpoint outputs/lift_mm_state/checkpoints/last --routes --delays 0 \
+        --output bench_out/routes.json
 """
 
 import argparse

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from dp_ros import keys
-from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta
+from dp_ros.policy.config import ConsistencyConfig, PolicyConfig, SamplerConfig, ShapeMeta
 from dp_ros.policy.policy import count_parameters, make_policy
 from dp_ros.policy.random_inputs import random_numpy_obs, random_stats
 from dp_ros.policy.runtime import PolicyRunner, reduced_precision_is_fast
@@ -49,14 +49,30 @@ CASES = {
     "lowdim-ddpm100": ("lowdim", "ddpm", 100),
     "lowdim-ddim16": ("lowdim", "ddim", 16),
     "lowdim-ddim8": ("lowdim", "ddim", 8),
+    # Few-step: DDIM with fewer steps, and a consistency student (issue 13) with 1 or 2.
+    "image-ddim4": ("image", "ddim", 4),
+    "image-ddim2": ("image", "ddim", 2),
+    "image-consistency1": ("image", "consistency", 1),
+    "image-consistency2": ("image", "consistency", 2),
+    "lowdim-ddim4": ("lowdim", "ddim", 4),
+    "lowdim-ddim2": ("lowdim", "ddim", 2),
+    "lowdim-consistency1": ("lowdim", "consistency", 1),
+    "lowdim-consistency2": ("lowdim", "consistency", 2),
 }
 
 
-def policy_config(kind: str) -> PolicyConfig:
+def policy_config(kind: str, sampler: str = "ddim") -> PolicyConfig:
     if kind == "image":
         meta = image_shape_meta()
     else:
         meta = ShapeMeta(low_dim={**keys.LOW_DIM_SIZES, keys.OBJECT_STATE: OBJECT_DIM})
+    if sampler == "consistency":  # a student of a DDIM-16 teacher: the same network
+        return PolicyConfig(
+            shape_meta=meta,
+            objective="consistency",
+            sampler=SamplerConfig("consistency", 1),
+            consistency=ConsistencyConfig(teacher="random", teacher_steps=16),
+        )
     return PolicyConfig(shape_meta=meta, sampler=SamplerConfig("ddim", 16))
 
 
@@ -67,7 +83,7 @@ def time_case(
     kind: str, sampler: str, steps: int, dtype: str, kernels: str, args: argparse.Namespace
 ) -> tuple[dict[str, object], np.ndarray]:
     """Timing of one variant, and its first chunk (T, Da) from the runner's seed."""
-    config = policy_config(kind)
+    config = policy_config(kind, sampler)
     torch.manual_seed(0)
     policy = make_policy(config, random_stats(config.shape_meta))
     n_params = count_parameters(policy)

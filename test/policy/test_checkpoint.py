@@ -108,7 +108,7 @@ def test_golden_sampler_outputs_are_unchanged():
     expected = json.loads(GOLDEN_FILE.read_text())
     assert len(expected["cases"]) == len(golden.CASES)
     for case in expected["cases"]:
-        policy = golden.golden_policy(case["denoiser"])
+        policy = golden.golden_policy(case["denoiser"], case["sampler"])
         got = golden.sample_case(policy, case["sampler"], case["num_inference_steps"])
         want = np.asarray(case["action_pred"], dtype=np.float32)
         assert got.shape == want.shape == (golden.BATCH, 8, 7)
@@ -234,3 +234,18 @@ def test_never_unpickles(checkpoint, monkeypatch):
 
     monkeypatch.setattr(torch, "load", refuse)
     load_policy(checkpoint)
+
+
+def test_consistency_student_round_trip_and_sampler_refusal(tmp_path):
+    """A few-step student saves and loads like any policy, reproduces its samples under a seed,
+    and refuses a sampler its network was not trained for."""
+    policy = golden.golden_policy("unet", "consistency")
+    path = save_policy(policy, tmp_path / "student")
+    loaded = load_policy(path, "cpu")
+    assert loaded.config == policy.config
+    assert loaded.config.consistency.teacher_steps == 8
+    obs = golden.golden_obs(policy.config)
+    a, b = _sample(policy, obs), _sample(loaded, obs)
+    assert torch.equal(a["action_pred"], b["action_pred"])
+    with torch.inference_mode(), pytest.raises(ValueError, match="sampler 'ddim' cannot sample"):
+        loaded.predict_action(obs, sampler="ddim")

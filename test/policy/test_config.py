@@ -8,6 +8,7 @@ import pytest
 
 from dp_ros import keys
 from dp_ros.policy.config import (
+    ConsistencyConfig,
     EncoderConfig,
     PolicyConfig,
     SamplerConfig,
@@ -104,6 +105,24 @@ def test_from_dict_refuses_unknown_fields():
             r"PolicyConfig\.sampler\.num_inference_steps=200 is invalid: must be <= "
             r"noise\.num_train_timesteps = 100",
         ),
+        (
+            {"sampler": SamplerConfig(name="consistency")},
+            r"PolicyConfig\.sampler\.name='consistency' is invalid: objective 'diffusion' "
+            r"samples with one of \('ddpm', 'ddim'\)",
+        ),
+        (
+            {"objective": "consistency"},
+            r"PolicyConfig\.sampler\.name='ddim' is invalid: objective 'consistency'",
+        ),
+        (
+            {
+                "objective": "consistency",
+                "sampler": SamplerConfig(name="consistency", num_inference_steps=8),
+                "consistency": ConsistencyConfig(teacher_steps=4),
+            },
+            r"PolicyConfig\.sampler\.num_inference_steps=8 is invalid: a consistency student "
+            r"chains at most consistency\.teacher_steps = 4",
+        ),
     ],
 )
 def test_bad_policy_configs_name_the_field(changes, pattern):
@@ -125,6 +144,10 @@ def test_bad_policy_configs_name_the_field(changes, pattern):
         (lambda: TransformerConfig(n_emb=30, n_head=4), r"TransformerConfig\.n_emb=30 .*n_head=4"),
         (lambda: TransformerConfig(p_drop_attn=1.0), r"TransformerConfig\.p_drop_attn=1\.0"),
         (lambda: SamplerConfig(name="euler"), r"SamplerConfig\.name='euler' is invalid"),
+        (
+            lambda: ConsistencyConfig(first_step_share=1.5),
+            r"ConsistencyConfig\.first_step_share=1\.5 is invalid: must be in \[0, 1\]",
+        ),
         (lambda: ShapeMeta(low_dim={"x": 0}), r"ShapeMeta\.low_dim\['x'\]=0 is invalid"),
         (lambda: ShapeMeta(rgb={"cam": (3, 8, 8)}), r"ShapeMeta\.rgb\['cam'\].*_image"),
         (lambda: ShapeMeta(), r"ShapeMeta\.obs=\{\} is invalid: needs at least one obs key"),

@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from dp_ros import keys
-from dp_ros.policy.config import PolicyConfig, SamplerConfig, ShapeMeta, UnetConfig
+from dp_ros.policy.config import (
+    ConsistencyConfig,
+    PolicyConfig,
+    SamplerConfig,
+    ShapeMeta,
+    UnetConfig,
+)
 from dp_ros.policy.policy import make_policy
 
 POSITION = "point_pos"  # the synthetic task's only observation: the 2-D point
@@ -61,6 +67,9 @@ def stats_of(demos):
 
 
 def small_config(objective: str = "diffusion") -> PolicyConfig:
+    sampler = SamplerConfig(name="ddpm", num_inference_steps=100)
+    if objective == "consistency":  # a student of the DDIM-16 teacher, one step by default
+        sampler = SamplerConfig(name="consistency", num_inference_steps=1)
     return PolicyConfig(
         objective=objective,
         shape_meta=ShapeMeta(low_dim={POSITION: 2}, action_dim=2),
@@ -70,18 +79,19 @@ def small_config(objective: str = "diffusion") -> PolicyConfig:
         unet=UnetConfig(
             down_dims=(32, 64), kernel_size=3, n_groups=8, diffusion_step_embed_dim=32
         ),
-        sampler=SamplerConfig(name="ddpm", num_inference_steps=100),
+        sampler=sampler,
+        consistency=ConsistencyConfig(teacher="in memory", teacher_steps=16),
     )
 
 
-def train(loss_fn, params, seed: int) -> None:
+def train(loss_fn, params, seed: int, steps: int = TRAIN_STEPS) -> None:
     """AdamW with a one-cycle learning rate (the decay lets a few hundred steps converge)."""
     optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=1e-6)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=LR, total_steps=TRAIN_STEPS, pct_start=0.1
+        optimizer, max_lr=LR, total_steps=steps, pct_start=0.1
     )
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(TRAIN_STEPS):
+    for _ in range(steps):
         loss = loss_fn(generator)
         optimizer.zero_grad()
         loss.backward()
@@ -184,3 +194,42 @@ def test_broken_samplers_fail_the_checks(trained):
     assert (distance_to_nearest_demo(noise_chunks, demos) < 0.1).mean() < 0.05
     mean_chunk = windows(demos)[1][:: N_POINTS + To - 1].mean(0, keepdim=True).numpy()
     assert classify(mean_chunk)[2] == 1.0
+
+
+STUDENT_STEPS = 400
+
+
+@pytest.fixture(scope="module")
+def student(trained):
+    """A consistency student distilled from the diffusion policy's DDIM-16 solutions."""
+    teacher, _, demos = trained
+    obs, action = windows(demos)
+    torch.manual_seed(0)
+    student = make_policy(small_config("consistency"), stats_of(demos))
+    student.load_state_dict(teacher.state_dict())  # students start from their teacher
+
+    def consistency_loss(generator):
+        index = torch.randint(0, len(obs), (BATCH,), generator=generator)
+        batch = {"obs": {POSITION: obs[index]}, "action": action[index]}
+        return student.compute_loss(batch, teacher=teacher)
+
+    train(consistency_loss, student.parameters(), seed=2, steps=STUDENT_STEPS)
+    return student.eval()
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_consistency_student_keeps_both_modes_in_two_evaluations(student, trained, steps):
+    """Distilled from the teacher's deterministic sampler, one or two evaluations still land
+    on either side of the obstacle, on demonstration-like paths."""
+    _, _, demos = trained
+    with torch.inference_mode():
+        chunks = student.predict_action(
+            {POSITION: start_obs(N_SAMPLES)},
+            generator=torch.Generator().manual_seed(1),
+            num_inference_steps=steps,
+        )["action_pred"].numpy()
+    left, right, middle = classify(chunks)
+    assert left >= 0.2 and right >= 0.2, (left, right, middle)
+    assert middle <= 0.15, (left, right, middle)
+    close = distance_to_nearest_demo(chunks, demos) < 0.1
+    assert close.mean() >= 0.5, close.mean()

@@ -30,8 +30,15 @@ from dp_ros.policy.shape_meta import (
 DENOISERS = ("unet", "transformer")
 # diffusion: the policy. regression: the same encoder and network trained with plain MSE to output
 # the chunk in one pass (fixed zero input, step 0): the baseline that averages modes.
-OBJECTIVES = ("diffusion", "regression")
-SAMPLERS = ("ddpm", "ddim")
+OBJECTIVES = ("diffusion", "regression", "consistency")
+SAMPLERS = ("ddpm", "ddim", "consistency")
+# The samplers each objective's network can run: a consistency student predicts clean chunks,
+# a diffusion network noise; the regression baseline ignores the sampler.
+SAMPLERS_OF_OBJECTIVE = {
+    "diffusion": ("ddpm", "ddim"),
+    "regression": SAMPLERS,
+    "consistency": ("consistency",),
+}
 BACKBONES = ("resnet18",)
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -213,6 +220,32 @@ class SamplerConfig:
         positive_int("SamplerConfig", "num_inference_steps", self.num_inference_steps)
 
 
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """Few-step student distilled from a diffusion teacher (``objective: consistency``).
+
+    ``teacher``: the teacher's checkpoint directory (read by the trainer only; kept here as the
+    student's provenance). ``teacher_steps``: DDIM steps of the teacher's ODE, which are also
+    the student's time grid (its chained steps are taken from it). ``first_step_share``: share
+    of training batches that start from pure noise (what one-step sampling sees).
+    """
+
+    teacher: str = ""
+    teacher_steps: int = 16
+    first_step_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        owner = "ConsistencyConfig"
+        positive_int(owner, "teacher_steps", self.teacher_steps)
+        require(
+            0.0 <= self.first_step_share <= 1.0,
+            owner,
+            "first_step_share",
+            self.first_step_share,
+            "must be in [0, 1]",
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Whole policy
 # --------------------------------------------------------------------------------------------
@@ -237,6 +270,7 @@ class PolicyConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def __post_init__(self) -> None:
         owner = "PolicyConfig"
@@ -275,6 +309,34 @@ class PolicyConfig:
             self.sampler.num_inference_steps,
             f"must be <= noise.num_train_timesteps = {self.noise.num_train_timesteps}",
         )
+        self._check_sampler_fits_objective()
+
+    def _check_sampler_fits_objective(self) -> None:
+        owner = "PolicyConfig"
+        allowed = SAMPLERS_OF_OBJECTIVE[self.objective]
+        require(
+            self.sampler.name in allowed,
+            owner,
+            "sampler.name",
+            self.sampler.name,
+            f"objective {self.objective!r} samples with one of {allowed}",
+        )
+        if self.objective == "consistency":
+            steps = self.consistency.teacher_steps
+            require(
+                steps <= self.noise.num_train_timesteps,
+                owner,
+                "consistency.teacher_steps",
+                steps,
+                f"must be <= noise.num_train_timesteps = {self.noise.num_train_timesteps}",
+            )
+            require(
+                self.sampler.num_inference_steps <= steps,
+                owner,
+                "sampler.num_inference_steps",
+                self.sampler.num_inference_steps,
+                f"a consistency student chains at most consistency.teacher_steps = {steps}",
+            )
 
     def _check_crop(self) -> None:
         crop = self.encoder.crop_shape
@@ -319,6 +381,7 @@ _SUB_CONFIGS: dict[str, type] = {
     "transformer": TransformerConfig,
     "noise": NoiseConfig,
     "sampler": SamplerConfig,
+    "consistency": ConsistencyConfig,
 }
 
 

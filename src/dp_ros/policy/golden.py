@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dp_ros import keys
-from dp_ros.policy.config import PolicyConfig, tiny_config
+from dp_ros.policy.config import ConsistencyConfig, PolicyConfig, SamplerConfig, tiny_config
 from dp_ros.policy.policy import DiffusionPolicy, make_policy
 from dp_ros.policy.shape_meta import image_shape_meta
 
@@ -27,14 +27,28 @@ WEIGHT_SEED = 1234
 OBS_SEED = 7
 SAMPLE_SEED = 0
 BATCH = 2
-# (denoiser, sampler, steps) cases; few steps keep the file small and the test fast.
-CASES = (("unet", "ddim", 4), ("unet", "ddpm", 4), ("transformer", "ddim", 4))
+# (denoiser, sampler, steps) cases; few steps keep the file small and the test fast. The
+# consistency case is a (seeded, untrained) few-step student: its chained steps on an 8-point grid.
+CASES = (
+    ("unet", "ddim", 4),
+    ("unet", "ddpm", 4),
+    ("transformer", "ddim", 4),
+    ("unet", "consistency", 2),
+)
 
 
-def golden_config(denoiser: str) -> PolicyConfig:
-    """Tiny image + low-dim policy on 40x40 images, To=2, T=8, Ta=4."""
+def golden_config(denoiser: str, sampler: str = "ddim") -> PolicyConfig:
+    """Tiny image + low-dim policy on 40x40 images, To=2, T=8, Ta=4 (a consistency student
+    when `sampler` is "consistency")."""
     meta = image_shape_meta(image_hw=(40, 40))
-    return tiny_config(meta, denoiser=denoiser, horizon=8, n_action_steps=4)
+    config = tiny_config(meta, denoiser=denoiser, horizon=8, n_action_steps=4)
+    if sampler != "consistency":
+        return config
+    return config.replace(
+        objective="consistency",
+        sampler=SamplerConfig(name="consistency", num_inference_steps=2),
+        consistency=ConsistencyConfig(teacher="golden", teacher_steps=8),
+    )
 
 
 def golden_stats(config: PolicyConfig) -> dict[str, dict[str, np.ndarray]]:
@@ -50,9 +64,9 @@ def golden_stats(config: PolicyConfig) -> dict[str, dict[str, np.ndarray]]:
     return stats
 
 
-def golden_policy(denoiser: str) -> DiffusionPolicy:
+def golden_policy(denoiser: str, sampler: str = "ddim") -> DiffusionPolicy:
     """Weights drawn from a fixed seed without touching the caller's global RNG state."""
-    config = golden_config(denoiser)
+    config = golden_config(denoiser, sampler)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(WEIGHT_SEED)
         policy = make_policy(config, golden_stats(config))
@@ -84,7 +98,7 @@ def sample_case(policy: DiffusionPolicy, sampler: str, steps: int) -> np.ndarray
 def compute_golden() -> dict[str, Any]:
     cases = []
     for denoiser, sampler, steps in CASES:
-        policy = golden_policy(denoiser)
+        policy = golden_policy(denoiser, sampler)
         action_pred = sample_case(policy, sampler, steps)
         cases.append(
             {

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dp_ros.policy.config import PolicyConfig
+from dp_ros.policy.config import SAMPLERS_OF_OBJECTIVE, PolicyConfig
+from dp_ros.policy.consistency import chain_indices, pick_start_index
 from dp_ros.policy.normalizer import Normalizer, Stats
 from dp_ros.policy.schedulers import make_sampler, make_train_scheduler
 from dp_ros.policy.transformer import TransformerDenoiser
@@ -127,8 +128,11 @@ class DiffusionPolicy(nn.Module):
             return features.reshape(features.shape[0], -1)
         return features
 
-    def compute_loss(self, batch: Mapping[str, object]) -> torch.Tensor:
-        """Epsilon-prediction MSE for one batch; a scalar tensor."""
+    def compute_loss(
+        self, batch: Mapping[str, object], teacher: DiffusionPolicy | None = None
+    ) -> torch.Tensor:
+        """Epsilon-prediction MSE for one batch (the regression baseline: action MSE; a
+        consistency student: MSE to ``teacher``'s DDIM solution); a scalar tensor."""
         obs = batch["obs"]
         action = batch["action"]
         assert isinstance(obs, Mapping) and isinstance(action, torch.Tensor)
@@ -136,6 +140,8 @@ class DiffusionPolicy(nn.Module):
         target_action = self.normalizer.normalize_action(action.float())
         if self.config.objective == "regression":
             return F.mse_loss(self._regress(cond).float(), target_action)
+        if self.config.objective == "consistency":
+            return self._consistency_loss(obs, cond, target_action, teacher)
         B = target_action.shape[0]
         noise = torch.randn_like(target_action)
         steps = torch.randint(
@@ -148,6 +154,52 @@ class DiffusionPolicy(nn.Module):
         else:
             target = target_action
         return F.mse_loss(prediction.float(), target)
+
+    def _consistency_loss(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        cond: torch.Tensor,
+        clean: torch.Tensor,
+        teacher: DiffusionPolicy | None,
+    ) -> torch.Tensor:
+        """MSE between the student's one-step prediction and the teacher's DDIM solution from
+        the same noisy chunk (``dp_ros.policy.consistency``)."""
+        if teacher is None:
+            raise ValueError(
+                "objective 'consistency' trains against a teacher: pass compute_loss(teacher=)"
+            )
+        settings = self.config.consistency
+        grid = self.ddim_grid(settings.teacher_steps, clean.device)
+        start = pick_start_index(settings.teacher_steps, settings.first_step_share)
+        noise = torch.randn_like(clean)
+        if start == 0:  # one-step sampling starts from pure noise, not from noised data
+            noisy = noise
+        else:
+            noisy = self.train_scheduler.add_noise(clean, noise, grid[start].reshape(1))
+        with torch.no_grad():
+            target = teacher.ddim_solution(obs, noisy, start, settings.teacher_steps)
+        prediction = self.denoiser(noisy, grid[start], cond)
+        return F.mse_loss(prediction.float(), target.float())
+
+    def ddim_grid(self, steps: int, device: torch.device) -> torch.Tensor:
+        """The DDIM timesteps (K,) of a K-step schedule, noisiest first (trailing spacing)."""
+        scheduler = self._sampler("ddim")
+        scheduler.set_timesteps(steps, device=device)
+        return scheduler.timesteps
+
+    def ddim_solution(
+        self, obs: Mapping[str, torch.Tensor], sample: torch.Tensor, start_index: int, steps: int
+    ) -> torch.Tensor:
+        """This (diffusion) policy's deterministic DDIM sampler run from grid index
+        `start_index` of a `steps`-step schedule on `sample` (B, T, Da) to the clean chunk."""
+        cond = self.encode_obs(obs)
+        scheduler = self._sampler("ddim")
+        scheduler.set_timesteps(steps, device=sample.device)
+        timesteps = scheduler.timesteps[start_index:]
+        for t, extra in zip(timesteps, self._step_inputs(timesteps, cond), strict=True):
+            output = self.denoiser(sample, t, cond, **extra)
+            sample = scheduler.step(output.float(), t, sample).prev_sample
+        return sample
 
     # ---------------------------------------------------------------------------------------
     # Inference
@@ -175,13 +227,21 @@ class DiffusionPolicy(nn.Module):
         if self.config.objective == "regression":
             # Within the normalised range, as the samplers' clipping keeps diffusion samples.
             return self._regress(cond).clamp(-1.0, 1.0)
-        B = cond.shape[0]
+        name = sampler or self.config.sampler.name
+        allowed = SAMPLERS_OF_OBJECTIVE[self.config.objective]
+        if name not in allowed:
+            raise ValueError(
+                f"sampler {name!r} cannot sample a policy trained with objective "
+                f"{self.config.objective!r}: use one of {allowed}"
+            )
         steps = num_inference_steps or self.config.sampler.num_inference_steps
-        shape = (B, self.horizon, self.config.shape_meta.action_dim)
+        shape = (cond.shape[0], self.horizon, self.config.shape_meta.action_dim)
         trajectory = torch.randn(shape, generator=generator, device=cond.device)
         if held is not None and not bool(held.weights.any()):
             held = None
-        scheduler = self._sampler(sampler or self.config.sampler.name)
+        if self.config.objective == "consistency":
+            return self._sample_consistency(cond, trajectory, steps, generator, held)
+        scheduler = self._sampler(name)
         scheduler.set_timesteps(steps, device=cond.device)
         held = per_blend_weights(held, len(scheduler.timesteps) + 1)
         step_inputs = self._step_inputs(scheduler.timesteps, cond)
@@ -193,6 +253,38 @@ class DiffusionPolicy(nn.Module):
                 model_output.float(), t, trajectory, generator=generator
             ).prev_sample
         if held is not None:  # the clean level: held rows end exactly on their targets
+            trajectory = self._hold(trajectory, held, None, generator)
+        return trajectory
+
+    def _sample_consistency(
+        self,
+        cond: torch.Tensor,
+        trajectory: torch.Tensor,
+        steps: int,
+        generator: torch.Generator | None,
+        held: HeldRows | None,
+    ) -> torch.Tensor:
+        """Multistep consistency sampling: predict the clean chunk, noise it to the next grid
+        point, predict again; `steps` denoiser evaluations (``dp_ros.policy.consistency``)."""
+        grid_size = self.config.consistency.teacher_steps
+        grid = self.ddim_grid(grid_size, cond.device)
+        chain = grid[chain_indices(grid_size, steps)]
+        held = per_blend_weights(held, len(chain) + 1)
+        step_inputs = self._step_inputs(chain, cond)
+        for index, (t, extra) in enumerate(zip(chain, step_inputs, strict=True)):
+            if held is not None:
+                trajectory = self._hold(trajectory, held, t, generator)
+            clean = self.denoiser(trajectory, t, cond, **extra).float()
+            if self.config.noise.clip_sample:
+                clean = clean.clamp(-1.0, 1.0)
+            if index + 1 == len(chain):
+                trajectory = clean
+            else:
+                noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+                trajectory = self.train_scheduler.add_noise(
+                    clean, noise, chain[index + 1 : index + 2]
+                )
+        if held is not None:
             trajectory = self._hold(trajectory, held, None, generator)
         return trajectory
 

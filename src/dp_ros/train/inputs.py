@@ -143,7 +143,9 @@ def _build_policy_config(config: TrainConfig, shape_meta: dict[str, Any]) -> Pol
     overrides = dict(config.policy)
     preset = overrides.pop("preset", "default")
     try:
-        if preset == "tiny":
+        if overrides.get("objective") == "consistency":
+            base = _student_base(overrides)
+        elif preset == "tiny":
             base = tiny_config(shape_meta).to_dict()
         else:
             base = PolicyConfig(shape_meta=shape_meta).to_dict()
@@ -152,6 +154,32 @@ def _build_policy_config(config: TrainConfig, shape_meta: dict[str, Any]) -> Pol
         return PolicyConfig.from_dict(merged)
     except ConfigError as error:
         raise TrainConfigError(f"policy: {error}") from error
+
+
+def _student_base(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A consistency student is its teacher's architecture (it starts from its weights) with a
+    consistency sampler; the teacher's DDIM step count is the student's time grid."""
+    settings = overrides.get("consistency") or {}
+    teacher_path = settings.get("teacher") if isinstance(settings, Mapping) else None
+    if not teacher_path:
+        raise TrainConfigError(
+            "policy.consistency.teacher is empty: objective 'consistency' distils a trained "
+            "diffusion checkpoint; name its directory"
+        )
+    try:
+        teacher = read_checkpoint_json(teacher_path)["config"]
+    except CheckpointError as error:
+        raise TrainConfigError(f"policy.consistency.teacher={teacher_path!r}: {error}") from error
+    if teacher.get("objective", "diffusion") != "diffusion":
+        raise TrainConfigError(
+            f"policy.consistency.teacher={teacher_path!r} was trained with objective "
+            f"{teacher.get('objective')!r}; a teacher must be a diffusion policy"
+        )
+    base = dict(teacher)
+    teacher_steps = teacher.get("sampler", {}).get("num_inference_steps", 16)
+    base["consistency"] = {"teacher": str(teacher_path), "teacher_steps": teacher_steps}
+    base["sampler"] = {"name": "consistency", "num_inference_steps": 1}
+    return base
 
 
 def _check_resume_point(

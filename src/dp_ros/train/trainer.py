@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from dp_ros.data.sequence import SequenceDataset
 from dp_ros.files import atomic_write_text
-from dp_ros.policy import EMA, make_policy
+from dp_ros.policy import EMA, DiffusionPolicy, load_policy, make_policy
 from dp_ros.train.checkpointing import TrainerCheckpoints
 from dp_ros.train.config import TrainConfig
 from dp_ros.train.inputs import EvalHook, check_inputs, resolve_eval_hook
@@ -179,6 +179,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         optim, training = self.config.optim, self.config.training
         torch.manual_seed(training.seed)  # the same initial weights on every rank
         self.policy = make_policy(self.policy_config, self.stats)
+        self.teacher = self._load_teacher()
         optimizer = torch.optim.AdamW(
             self.policy.parameters(),
             lr=optim.lr,
@@ -196,6 +197,15 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.total_steps = training.epochs * self.steps_per_epoch
         self.lr_scheduler = _make_lr_scheduler(optimizer, optim, self.total_steps)
         seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
+
+    def _load_teacher(self) -> DiffusionPolicy | None:
+        """A consistency student's frozen teacher, whose weights the student starts from."""
+        if self.policy_config.objective != "consistency":
+            return None
+        teacher = load_policy(self.policy_config.consistency.teacher, self.fabric.device)
+        teacher.eval().requires_grad_(False)
+        self.policy.load_state_dict(teacher.state_dict())  # same architecture (inputs.py)
+        return teacher
 
     @property
     def deploy_policy(self) -> torch.nn.Module:
@@ -250,7 +260,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
 
     def train_step(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """One optimiser step on one batch; returns the (detached) loss."""
-        loss = self.model.compute_loss(batch)
+        loss = self.model.compute_loss(batch, teacher=self.teacher)
         self.fabric.backward(loss)
         clip = self.config.optim.grad_clip_norm
         if clip is not None:
@@ -296,7 +306,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             for index, batch in enumerate(self.val_loader):
                 if training.val_max_batches is not None and index >= training.val_max_batches:
                     break
-                losses.append(model.compute_loss(batch).float())
+                losses.append(model.compute_loss(batch, teacher=self.teacher).float())
                 if index < training.action_mse_batches:
                     predicted = model.predict_action(batch["obs"])["action_pred"]
                     mses.append(F.mse_loss(predicted.float(), batch["action"].float()))
