@@ -50,7 +50,9 @@ class PolicyNodeConfig(RobotStreamParams):
     )
     num_inference_steps: int = param(0, "Denoising steps; 0 keeps the checkpoint's.", 0, 1000)
     sampler: str = param(
-        "", "Sampler; empty keeps the checkpoint's.", choices=("", "ddpm", "ddim")
+        "",
+        "Sampler; empty keeps the checkpoint's (a consistency student only runs 'consistency').",
+        choices=("", "ddpm", "ddim", "consistency"),
     )
     seed: int = param(0, "Seed of the sampler's noise (reset restores it).", 0, 2**31 - 1)
     object_topic: str = param("", "Object state (sensor_msgs/JointState); simulation only.")

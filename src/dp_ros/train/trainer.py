@@ -205,6 +205,8 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         teacher = load_policy(self.policy_config.consistency.teacher, self.fabric.device)
         teacher.eval().requires_grad_(False)
         self.policy.load_state_dict(teacher.state_dict())  # same architecture (inputs.py)
+        # The teacher's solutions are in its normalised units: the student keeps its statistics.
+        self.policy.normalizer.stats = teacher.normalizer.stats
         return teacher
 
     @property
