@@ -58,7 +58,7 @@ def observation_messages(step: int, stamp_ns: int, episode: int) -> list[tuple[s
 
 def applied(stamp_ns: int, step: int, episode: int):
     row = np.array([[step / 100, episode, 0, 0, 0, 0, 1]], np.float32)
-    return conv.timed_chunk_to_msg(TimedChunk(stamp_ns, P, row), stamp_ns, 2, "applied")
+    return conv.timed_chunk_to_msg(TimedChunk(stamp_ns, P, row), stamp_ns, 2, "applied", source=3)
 
 
 def outcome(stamp_ns: int, success: bool, reason: str, steps: int, episode: int, topic=None):

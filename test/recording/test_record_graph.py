@@ -22,7 +22,7 @@ from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 EPISODES = 2
-TELEOP_SOURCE = 2
+TELEOP_SOURCE = ActionChunk.SOURCE_TELEOP
 
 
 class SimWitness(GraphObserver):
@@ -42,7 +42,7 @@ class SimWitness(GraphObserver):
         self.node.create_subscription(Image, "/wrist/image_raw", self._on_wrist, deep)
 
     def _on_applied(self, msg: ActionChunk) -> None:
-        self.applied[conv.stamp_to_ns(msg.header.stamp)] = (np.asarray(msg.data), msg.sequence)
+        self.applied[conv.stamp_to_ns(msg.header.stamp)] = (np.asarray(msg.data), msg.source)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self.eef_pos[conv.stamp_to_ns(msg.header.stamp)] = conv.pose_to_arrays(msg, "pose")[0]

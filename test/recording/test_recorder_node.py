@@ -110,7 +110,11 @@ class SimLikeFeed:
                     self.pubs[name].publish(msg)
             row = np.array([[step, 0, 0, 0, 0, 0, 1]], np.float32)
             chunk = TimedChunk(stamp, P_NS, row)
-            self.action_pub.publish(conv.timed_chunk_to_msg(chunk, stamp, 2, "applied"))
+            self.action_pub.publish(
+                conv.timed_chunk_to_msg(
+                    chunk, stamp, step, "applied", source=ActionChunk.SOURCE_TELEOP
+                )
+            )
 
     def matched_subscribers(self) -> dict[str, int]:
         """Subscriptions matched by each publisher the recorder listens to."""

@@ -114,6 +114,7 @@ class SimNode(Node):
         self._episode = 0
         self._next_seed = cfg.seed
         self._steps = 0
+        self._applied_count = 0  # ActionChunk.sequence of the applied actions
         self._sim_ns = SIM_EPOCH_NS
         self._episode_start_ns = SIM_EPOCH_NS  # set again by every _reset_episode
         self._make_publishers()
@@ -249,14 +250,14 @@ class SimNode(Node):
     def _action_for(self, tick_ns: int) -> tuple[np.ndarray, int]:
         """Teleop command if one arrived since the last step, else the chunk row due now.
 
-        The second value says where the action came from: 0 hold, 1 chunk, 2 teleop command.
+        The second value says where the action came from (ActionChunk.SOURCE_*).
         """
         if self._command is not None:
             command, self._command = self._command, None
             self.player.set_gripper(command[-1])  # holds after teleop keep its gripper state
-            return command, 2
+            return command, ActionChunk.SOURCE_TELEOP
         action, fresh = self.player.action_at(tick_ns)
-        return action, 1 if fresh else 0
+        return action, ActionChunk.SOURCE_POLICY if fresh else ActionChunk.SOURCE_HOLD
 
     def _reset_episode(self, seed: int, start_ns: int) -> dict:
         """A new episode from `seed` whose first observation is stamped `start_ns`."""
@@ -292,9 +293,13 @@ class SimNode(Node):
         self._pub[OBJECT_STATE].publish(conv.array_to_joint_state(state, stamp_ns, names))
 
     def _publish_applied(self, action: np.ndarray, tick_ns: int, source: int) -> None:
-        """One row: the action applied at `tick_ns`; `sequence` tells hold/chunk/teleop."""
+        """One row: the action applied at `tick_ns`; `source` tells hold/chunk/teleop."""
         chunk = TimedChunk(tick_ns, self.config.period_ns, action[None, :])
-        self._applied_pub.publish(conv.timed_chunk_to_msg(chunk, tick_ns, source, "applied"))
+        self._applied_count += 1
+        msg = conv.timed_chunk_to_msg(
+            chunk, tick_ns, self._applied_count, "applied", source=source
+        )
+        self._applied_pub.publish(msg)
 
     def _publish_outcome(self, success: bool, reason: str, stamp_ns: int) -> None:
         msg = EpisodeOutcome(

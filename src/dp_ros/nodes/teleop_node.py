@@ -1,8 +1,8 @@
 """teleop_node: demonstrations by keyboard, space mouse, or a scripted expert.
 
 Publishes one-row dp_msgs/ActionChunk commands on `command_topic` (sim_node applies each at its
-next step; `sequence` is 2, the teleop source code sim_node also uses) at `control_rate`,
-values in [-1, 1].
+next step; `source` is ActionChunk.SOURCE_TELEOP, `sequence` counts the commands) at
+`control_rate`, values in [-1, 1].
 
 Modes:
   keyboard    keys read from the terminal on stdin (dp_ros.recording.keyboard lists them):
@@ -48,7 +48,6 @@ from dp_ros.recording.keyboard import (
 from dp_ros.recording.scripted import StateAssembler, load_expert
 
 NS = 1_000_000_000
-TELEOP_SOURCE = 2  # ActionChunk.sequence of teleop commands (sim_node's applied-action codes)
 STATE_KEYS = (EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE)
 
 
@@ -95,6 +94,7 @@ class TeleopNode(Node):
         self.exit_code = 0
         self._lock = threading.Lock()
         self._publisher = self.create_publisher(ActionChunk, cfg.command_topic, EVENT_QOS)
+        self._sent = 0  # ActionChunk.sequence of the commands
         self._reset_client = (
             self.create_client(ResetEnv, cfg.reset_service) if cfg.reset_service else None
         )
@@ -121,7 +121,10 @@ class TeleopNode(Node):
         row = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0).reshape(1, ACTION_DIM)
         period_ns = round(NS / self.config.control_rate)
         chunk = TimedChunk(stamp_ns, period_ns, row)
-        msg = conv.timed_chunk_to_msg(chunk, stamp_ns, TELEOP_SOURCE, self.config.frame_id)
+        self._sent += 1
+        msg = conv.timed_chunk_to_msg(
+            chunk, stamp_ns, self._sent, self.config.frame_id, source=ActionChunk.SOURCE_TELEOP
+        )
         self._publisher.publish(msg)
 
     # ---- keyboard ------------------------------------------------------------------------
