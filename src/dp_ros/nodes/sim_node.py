@@ -328,7 +328,9 @@ class SimNode(Node):
         )
         self._applied_pub.publish(msg)
 
-    def _publish_outcome(self, success: bool, reason: str, stamp_ns: int, next_seed: int) -> None:
+    def _publish_outcome(
+        self, success: bool, reason: str, stamp_ns: int, next_seed: int, log: bool = True
+    ) -> None:
         msg = EpisodeOutcome(
             task=self.config.task, episode=self._episode, success=success, steps=self._steps
         )
@@ -337,6 +339,8 @@ class SimNode(Node):
         msg.next_seed = next_seed
         msg.header.stamp = conv.ns_to_stamp(stamp_ns)
         self._outcome_pub.publish(msg)
+        if not log:
+            return
         played, dropped = self.player.played_rows, self.player.dropped_rows
         self.get_logger().info(
             f"episode {self._episode} (seed {self._seed}) ended: {reason} after {self._steps} "
@@ -399,8 +403,12 @@ class SimNode(Node):
             # The new episode's first observation gets a fresh instant (stamps never repeat),
             # and the outcome carries it, as at the end of an episode that ran out.
             start_ns = self._now_ns() + self.config.period_ns
-            if self._steps:
-                self._publish_outcome(False, "reset", start_ns, seed)
+            if self._steps:  # subscribers learn where the new scene begins, in any case
+                self._publish_outcome(False, "reset", start_ns, seed, log=began)
+            if not began:
+                self.get_logger().info(
+                    f"episode {self._episode} restarted (seed {seed}): nothing had acted yet"
+                )
             self._advance_time()
             self._observation = self._reset_episode(seed, self._now_ns(), renumber=began)
             self._pending_reset = None
