@@ -403,8 +403,9 @@ class SimNode(Node):
             # The new episode's first observation gets a fresh instant (stamps never repeat),
             # and the outcome carries it, as at the end of an episode that ran out.
             start_ns = self._now_ns() + self.config.period_ns
-            if self._steps:  # subscribers learn where the new scene begins, in any case
-                self._publish_outcome(False, "reset", start_ns, seed, log=began)
+            # Always, even before any step: subscribers learn where the new scene begins and its
+            # seed (a recorder skipping a stored seed resets twice in a row).
+            self._publish_outcome(False, "reset", start_ns, seed, log=began)
             if not began:
                 self.get_logger().info(
                     f"episode {self._episode} restarted (seed {seed}): nothing had acted yet"

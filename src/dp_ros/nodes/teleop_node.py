@@ -302,7 +302,8 @@ class TeleopNode(Node):
 
     def _maybe_first_reset(self) -> None:
         """Reset once the sim has stepped and the recorder listens: that reset's outcome starts
-        the recorder's first episode (sim_node sends none for a reset before any step)."""
+        the recorder's first episode (the sim restarts its untouched first episode, so this
+        costs no seed)."""
         if self._reset_sent or self._first_stamp is None:
             return
         if self._latest_stamp <= self._first_stamp:
@@ -362,7 +363,8 @@ class TeleopNode(Node):
         future.add_done_callback(lambda f: self._say(f"reset: {f.result().message}"))
 
     def call_recorder(self, event: str) -> None:
-        client = self._recorder.get("stop" if event == "stop_failure" else event)
+        service = "stop" if event == "stop_failure" else event  # x: stop, saved as a failure
+        client = self._recorder.get(service)
         if client is None:
             self._say("no recorder configured")
             return
@@ -379,7 +381,7 @@ class TeleopNode(Node):
         else:
             request = Trigger.Request()
         future = client.call_async(request)
-        future.add_done_callback(lambda f: self._say(f"recorder {event}: {f.result().message}"))
+        future.add_done_callback(lambda f: self._say(f"recorder {service}: {f.result().message}"))
 
     def _say(self, text: str) -> None:
         """Operator feedback, one log line per line of text."""
