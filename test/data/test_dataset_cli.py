@@ -172,6 +172,7 @@ def test_digests_and_seeds_decide_what_a_store_already_holds(store):
         {"task": "reach", "seed": 101}, "new"
     )
     assert known.refusal({"task": "reach", "seed": 104}, "new") is None
+    assert known.refusal({"task": "reach", "seed": 101}, "new", seeds=False) is None
     known.add(4, {"task": "reach", "seed": 104, "digest": "abc"})
     assert "identical to stored episode 4" in known.refusal({"task": "x"}, "abc")
 

@@ -312,6 +312,7 @@ class RecorderNode(Node):
                 finished,
                 self.config.keep_failed,
                 known=self.known,
+                unique_seeds=self.config.unique_seeds,
                 recorder="recorder_node",
             )
         except (OSError, StoreError) as error:
@@ -351,9 +352,14 @@ class RecorderNode(Node):
     # ---- seeds ---------------------------------------------------------------------------
 
     def _seed_taken(self, task: str, seed: int) -> bool:
-        """`seed` of `task` is stored already, or was begun by this run."""
-        return seed >= 0 and (
-            self.known.seed_index(task, seed) is not None or seed in self._claimed.get(task, ())
+        """`seed` of `task` is stored already, or was begun by this run (unique_seeds)."""
+        return (
+            self.config.unique_seeds
+            and seed >= 0
+            and (
+                self.known.seed_index(task, seed) is not None
+                or seed in self._claimed.get(task, ())
+            )
         )
 
     def _unclaim(self, steps: EpisodeSteps) -> None:

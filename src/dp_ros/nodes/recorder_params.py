@@ -47,6 +47,11 @@ class RecorderNodeConfig(RobotStreamParams):
     source: str = param(
         "", "How demonstrations are produced (scripted, keyboard, ...), stored per episode."
     )
+    unique_seeds: bool = param(
+        True,
+        "One episode per (task, seed): a simulated scene is reproducible from its seed, so a "
+        "second one is a re-recording; false allows several demonstrations of one scene.",
+    )
     reset_service: str = param(
         "",
         "The simulator's dp_msgs/ResetEnv service: an episode about to begin from a seed the "

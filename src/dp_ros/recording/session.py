@@ -197,6 +197,7 @@ def save_finished(
     finished: FinishedEpisode,
     keep_failed: bool,
     known: StoredEpisodes | None = None,
+    unique_seeds: bool = True,
     **extra: Any,
 ) -> SaveResult:
     """Append a finished episode to `store`, unless it was refused, failed (and not kept), or
@@ -216,7 +217,7 @@ def save_finished(
         return SaveResult(False, f"not saved: unsuccessful episode ({frames} steps)", -1, frames)
     metadata = {**episode.metadata, **extra, "digest": episode_digest(episode.arrays)}
     if known is not None:
-        refusal = known.refusal(metadata, metadata["digest"])
+        refusal = known.refusal(metadata, metadata["digest"], seeds=unique_seeds)
         if refusal is not None:
             return SaveResult(False, f"not saved: {refusal}", -1, frames)
     try:

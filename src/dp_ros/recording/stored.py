@@ -68,10 +68,13 @@ class StoredEpisodes:
         seeds = self.seeds.get(task, {})
         return max(seeds) + 1 if seeds else 0
 
-    def refusal(self, metadata: Mapping[str, Any], digest: str) -> str | None:
-        """Why an episode with this metadata and digest must not be stored; None when new."""
+    def refusal(self, metadata: Mapping[str, Any], digest: str, seeds: bool = True) -> str | None:
+        """Why an episode with this metadata and digest must not be stored; None when new.
+        `seeds` false: a stored (task, seed) is no reason (several demonstrations per scene)."""
         if digest in self.digests:
             return f"identical to stored episode {self.digests[digest]} (same digest)"
+        if not seeds:
+            return None
         task, seed = str(metadata.get("task", "")), metadata.get("seed")
         index = self.seed_index(task, seed if isinstance(seed, int) else None)
         if index is not None:
