@@ -31,7 +31,7 @@ class OutcomeListener(GraphObserver):
 def start_sim(name: str, *params: str) -> ChildProcess:
     args = ["-m", "dp_ros.nodes.sim_node", "--ros-args", "-r", f"__node:={name}"]
     for item in (
-        "cameras:=false", "seed:=7", "max_episode_steps:=5", "real_time_factor:=0.2",
+        "cameras:=false", "seed:=7", "max_episode_steps:=5", "real_time_factor:=0.5",
         f"outcome_topic:=/{name}/outcome", *params,
     ):  # fmt: skip
         args += ["-p", item]

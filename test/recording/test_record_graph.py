@@ -103,6 +103,7 @@ def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
     assert "ended: reset after" not in runner.output()
 
 
+@pytest.mark.slow  # two graph runs (about 25 s); the recorder test covers the skip over DDS
 def test_a_second_record_run_continues_after_the_stored_seeds(tmp_path):
     store_path = tmp_path / "lift.zarr"
     for _ in range(2):
