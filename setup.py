@@ -10,7 +10,7 @@ PACKAGE = "dp_ros"
 # command both work. Modules that are not written yet are added with the issue that writes them.
 CONSOLE_SCRIPTS = [
     "dp-ros = dp_ros.launching.runner:main",
-    "dp-ros-info = dp_ros.cli.info:main",
+    "dp-dataset = dp_ros.cli.dataset:main",
     "dp-train = dp_ros.train:main",
     "train = dp_ros.train:main",
     "dp-import-robomimic = dp_ros.data.robomimic_import:main",

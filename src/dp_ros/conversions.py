@@ -192,8 +192,10 @@ def timed_chunk_to_msg(
     sequence: int,
     frame_id: str = "",
     names: Sequence[str] = ACTION_NAMES,
+    source: int = ActionChunk.SOURCE_UNKNOWN,
 ) -> ActionChunk:
-    """A stamped chunk (N, Da) -> dp_msgs/ActionChunk (row-major float32 data)."""
+    """A stamped chunk (N, Da) -> dp_msgs/ActionChunk (row-major float32 data); `source` is one
+    of ActionChunk.SOURCE_* (what produced the rows)."""
     horizon, action_dim = chunk.rows.shape
     if len(names) != action_dim:
         raise ValueError(f"{len(names)} action names for {action_dim} action columns")
@@ -208,6 +210,7 @@ def timed_chunk_to_msg(
     # array.array is what rclpy stores float32[] as; assigning one avoids a per-element check.
     msg.data = array.array("f", np.ascontiguousarray(chunk.rows, dtype=np.float32).tobytes())
     msg.sequence = sequence
+    msg.source = source
     return msg
 
 

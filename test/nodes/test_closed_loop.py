@@ -28,7 +28,7 @@ from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 PERIOD_NS = 50_000_000
-SOURCE_HOLD, SOURCE_CHUNK = 0, 1
+SOURCE_HOLD, SOURCE_CHUNK = ActionChunk.SOURCE_HOLD, ActionChunk.SOURCE_POLICY
 
 
 def lift_object_size() -> int:
@@ -152,8 +152,8 @@ def test_sim_applies_exactly_the_rows_it_was_sent_at_their_stamps(closed_loop):
     # Usually the newest chunk's row for an instant is the one played, but a newer chunk that
     # reaches the sim after that instant leaves an older chunk's row played.
     rows_by_instant = observer.offered
-    from_chunks = [msg for msg in observer.applied if msg.sequence == SOURCE_CHUNK]
-    assert len(from_chunks) >= 20, [msg.sequence for msg in observer.applied]
+    from_chunks = [msg for msg in observer.applied if msg.source == SOURCE_CHUNK]
+    assert len(from_chunks) >= 20, [msg.source for msg in observer.applied]
     matched = 0
     for msg in from_chunks:
         stamp = conv.stamp_to_ns(msg.header.stamp)
@@ -178,7 +178,9 @@ def test_rows_late_on_arrival_are_dropped_not_played_late(closed_loop):
         observer.applied.clear()
         observer.publisher.publish(conv.timed_chunk_to_msg(chunk, now - 5 * PERIOD_NS, 999))
         observer.spin_for(1.5)
-        played = [round(float(msg.data[0]), 3) for msg in observer.applied if msg.sequence == 1]
+        played = [
+            round(float(msg.data[0]), 3) for msg in observer.applied if msg.source == SOURCE_CHUNK
+        ]
         assert played[:1] and played[0] >= 0.5, played  # nothing before row 4 (dx 0.5)
         assert all(value > 0.45 for value in played), played
         assert played == sorted(played)

@@ -63,7 +63,7 @@ def test_colcon_builds_both_packages_in_dependency_order(colcon_workspace):
     index = install / "dp_ros" / "share" / "ament_index" / "resource_index" / "packages"
     assert (index / "dp_ros").is_file()
     # `ros2 run dp_ros <name>` looks for executables in lib/dp_ros.
-    assert (install / "dp_ros" / "lib" / "dp_ros" / "dp-ros-info").is_file()
+    assert (install / "dp_ros" / "lib" / "dp_ros" / "dp-dataset").is_file()
     output = (colcon_workspace / "colcon_stdout.txt").read_text()
     assert output.index("Starting >>> dp_msgs") < output.index("Starting >>> dp_ros")
 

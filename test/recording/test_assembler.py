@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dp_msgs.msg import ActionChunk
 from dp_ros.recording.assembler import AssemblyConfig, EpisodeSteps
 from dp_ros.recording.observation_buffer import ObservationBuffer
 from dp_ros.recording.session import RecordingSession
@@ -35,7 +36,7 @@ def test_each_action_gets_the_nearest_observation_of_each_key():
     for t in range(995, 1170, 10):
         session.add_observation(POS, t * MS, np.array([t, 0, 0], np.float32))
     for k, t in enumerate((1000, 1050, 1100, 1150)):
-        session.add_action(t * MS, action(k), source=1)
+        session.add_action(t * MS, action(k), source=ActionChunk.SOURCE_POLICY)
     session.stop(1200 * MS)
     (finished,) = session.collect(force=True)
     episode = finished.assembled

@@ -18,6 +18,8 @@ from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.data.store import EpisodeStore
 from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, OBJECT_STATE
 from dp_ros.recording.bag_convert import (
+    SIM_KEYS,
+    SIM_TOPICS,
     BagConverter,
     ConvertOptions,
     convert_bag,
@@ -26,6 +28,7 @@ from dp_ros.recording.bag_convert import (
 )
 from dp_ros.recording.session import open_store
 
+SIM = ConvertOptions(topics=dict(SIM_TOPICS), keys=SIM_KEYS)
 MS = 1_000_000
 P = 50 * MS
 T0 = 1000 * 1_000_000_000
@@ -58,12 +61,13 @@ def observation_messages(step: int, stamp_ns: int, episode: int) -> list[tuple[s
 
 def applied(stamp_ns: int, step: int, episode: int):
     row = np.array([[step / 100, episode, 0, 0, 0, 0, 1]], np.float32)
-    return conv.timed_chunk_to_msg(TimedChunk(stamp_ns, P, row), stamp_ns, 2, "applied")
+    return conv.timed_chunk_to_msg(TimedChunk(stamp_ns, P, row), stamp_ns, 2, "applied", source=3)
 
 
 def outcome(stamp_ns: int, success: bool, reason: str, steps: int, episode: int, topic=None):
     msg = EpisodeOutcome(task="lift", episode=episode, success=success, steps=steps)
     msg.reason = reason
+    msg.seed, msg.next_seed = 40 + episode, 41 + episode
     msg.header.stamp = conv.ns_to_stamp(stamp_ns)
     return (topic or "/sim/episode_outcome", msg)
 
@@ -100,7 +104,7 @@ def write_bag(path, messages, storage: StoragePlugin) -> None:
 def direct_store(path, messages, boundaries: str, source: str):
     """The reference: the same rclpy messages fed to the converter's session without a bag."""
     store = open_store(path)
-    converter = BagConverter(store, ConvertOptions(), source)
+    converter = BagConverter(store, SIM, source)
     converter.begin(boundaries)
     for topic, msg in messages:
         converter.on_message(topic, TYPES[topic], msg)
@@ -126,7 +130,7 @@ def test_bag_converts_to_the_store_a_direct_feed_makes(tmp_path, storage):
     messages = sim_messages()
     bag = tmp_path / "demo_bag"
     write_bag(bag, messages, storage)
-    report = convert_bag(bag, tmp_path / "from_bag", ConvertOptions(), progress=False)
+    report = convert_bag(bag, tmp_path / "from_bag", SIM, progress=False)
     direct = direct_store(tmp_path / "direct", messages, "outcomes", str(bag))
     assert_same_store(tmp_path / "from_bag", tmp_path / "direct")
     # Episodes 1 (6 steps, success) and 3 (partial) ... only complete, successful ones are kept:
@@ -165,7 +169,7 @@ def test_markers_take_precedence_and_discard_leaves_nothing(tmp_path):
         marked.append((topic, msg))
     marked.append(outcome(t + 11 * P, False, "discard", 0, 0, "/recorder/episode_marker"))
     write_bag(tmp_path / "marked", marked, StoragePlugin.MCAP)
-    report = convert_bag(tmp_path / "marked", tmp_path / "store", ConvertOptions(), False)
+    report = convert_bag(tmp_path / "marked", tmp_path / "store", SIM, False)
     assert report.boundaries == "markers"
     store = EpisodeStore.open(tmp_path / "store")
     # One episode: steps at T0+P .. T0+5P (5 steps across the sim's own outcome at 4P).
@@ -176,7 +180,8 @@ def test_markers_take_precedence_and_discard_leaves_nothing(tmp_path):
 def test_command_line_reports_counts_and_refuses_a_bag_without_actions(tmp_path, capsys):
     messages = sim_messages()
     write_bag(tmp_path / "bag", messages, StoragePlugin.SQLITE3)
-    code = main([str(tmp_path / "bag"), str(tmp_path / "store"), "--keep-failed", "--no-progress"])
+    args = [str(tmp_path / "bag"), str(tmp_path / "store"), "--sim", "--no-progress"]
+    code = main([*args, "--keep-failed"])
     out = capsys.readouterr().out
     assert code == 0
     assert "/agentview/image_raw" in out and "episodes found: 2, saved: 2" in out
@@ -185,5 +190,40 @@ def test_command_line_reports_counts_and_refuses_a_bag_without_actions(tmp_path,
     assert json.dumps(store.episode_metadata(1))  # metadata is plain JSON
     only_images = [(topic, msg) for topic, msg in messages if topic.endswith("image_raw")]
     write_bag(tmp_path / "no_actions", only_images, StoragePlugin.MCAP)
-    code = main([str(tmp_path / "no_actions"), str(tmp_path / "store2"), "--no-progress"])
+    code = main([str(tmp_path / "no_actions"), str(tmp_path / "store2"), "--sim", "--no-progress"])
     assert code == 2 and "no messages on the action topic" in capsys.readouterr().err
+    # The same bag again: refused, store untouched; with --append, identical episodes skipped.
+    code = main([*args, "--keep-failed"])
+    assert code == 2 and "already holds episodes converted from" in capsys.readouterr().err
+    code = main([*args, "--keep-failed", "--append"])
+    out = capsys.readouterr().out
+    assert code == 1 and "identical to stored episode 0" in out
+    assert EpisodeStore.open(tmp_path / "store").n_episodes == 2
+
+
+def test_seeds_and_task_are_stored_and_an_empty_result_writes_nothing(tmp_path, capsys):
+    write_bag(tmp_path / "bag", sim_messages(), StoragePlugin.MCAP)
+    store_path = tmp_path / "store"
+    # Robot defaults: the sim's action topic is not the robot's -> refused, nothing written.
+    assert main([str(tmp_path / "bag"), str(store_path), "--no-progress"]) == 2
+    assert "no messages on the action topic '/applied_action'" in capsys.readouterr().err
+    assert not store_path.exists()
+    # Only failures, not kept: zero episodes -> exit 1, no store left behind.
+    failing = sim_messages(lengths=(3, 4, 2), successes=(True, False, True))
+    write_bag(tmp_path / "failing", failing, StoragePlugin.MCAP)
+    assert main([str(tmp_path / "failing"), str(store_path), "--sim", "--no-progress"]) == 1
+    assert "no episode saved" in capsys.readouterr().err and not store_path.exists()
+    args = [str(tmp_path / "bag"), str(store_path), "--sim", "--no-progress", "--task", "cube"]
+    assert main(args) == 0
+    metadata = EpisodeStore.open(store_path).episode_metadata(0)
+    # Episode 1 began at episode 0's outcome, whose next_seed is 41; the outcome names a task.
+    assert metadata["seed"] == 41 and metadata["task"] == "lift"
+    assert metadata["bag"] == str((tmp_path / "bag").resolve())
+
+
+def test_help_states_the_bag_contract(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for expected in ("dp_msgs/ActionChunk, ONE row", "--sim", "/applied_action", "--append"):
+        assert expected in text, expected

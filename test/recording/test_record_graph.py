@@ -22,7 +22,7 @@ from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 EPISODES = 2
-TELEOP_SOURCE = 2
+TELEOP_SOURCE = ActionChunk.SOURCE_TELEOP
 
 
 class SimWitness(GraphObserver):
@@ -42,7 +42,7 @@ class SimWitness(GraphObserver):
         self.node.create_subscription(Image, "/wrist/image_raw", self._on_wrist, deep)
 
     def _on_applied(self, msg: ActionChunk) -> None:
-        self.applied[conv.stamp_to_ns(msg.header.stamp)] = (np.asarray(msg.data), msg.sequence)
+        self.applied[conv.stamp_to_ns(msg.header.stamp)] = (np.asarray(msg.data), msg.source)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self.eef_pos[conv.stamp_to_ns(msg.header.stamp)] = conv.pose_to_arrays(msg, "pose")[0]
@@ -94,3 +94,30 @@ def test_scripted_teleop_recording_matches_what_the_sim_saw(tmp_path):
             )
         # The expert drove every step: lockstep leaves no step to a hold.
         assert sources == [TELEOP_SOURCE] * frames, sources
+    # One numbering, no pseudo-episode: the first recorded episode is the sim's episode 0, from
+    # the first seed (the sim restarted it at teleop's reset instead of counting a new one).
+    metadata = [store.episode_metadata(i) for i in range(store.n_episodes)]
+    assert [m["seed"] for m in metadata] == [0, 1], runner.output()
+    assert [m["sim_episode"] for m in metadata] == [0, 1]
+    assert {m["source"] for m in metadata} == {"scripted"}
+    assert "ended: reset after" not in runner.output()
+
+
+@pytest.mark.slow  # two graph runs (about 25 s); the recorder test covers the skip over DDS
+def test_a_second_record_run_continues_after_the_stored_seeds(tmp_path):
+    store_path = tmp_path / "lift.zarr"
+    for _ in range(2):
+        runner = ChildProcess.python(
+            "-m", "dp_ros.launching.runner", "launch", "record", f"store:={store_path}",
+            "task:=lift", "episodes:=1", "real_time_factor:=0", "sim_config:=record_state.yaml",
+            "recorder_config:=record_state.yaml", name="dp-ros",
+        )  # fmt: skip
+        try:
+            assert runner.wait(timeout=240) == 0, runner.output()
+        finally:
+            runner.stop()
+    store = EpisodeStore.open(store_path)
+    seeds = [store.episode_metadata(i)["seed"] for i in range(store.n_episodes)]
+    assert seeds == [0, 1], runner.output()  # not seed 0 again, not a duplicate
+    assert "seed 0 of 'lift' is already recorded: reset the sim to seed 1" in runner.output()
+    assert not np.array_equal(store.episode(0)[ACTION], store.episode(1)[ACTION])

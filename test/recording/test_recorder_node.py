@@ -16,7 +16,7 @@ from rclpy.executors import SingleThreadedExecutor
 from std_srvs.srv import Trigger
 
 from dp_msgs.msg import ActionChunk, EpisodeOutcome
-from dp_msgs.srv import StartEpisode, StopEpisode
+from dp_msgs.srv import ResetEnv, StartEpisode, StopEpisode
 from dp_ros import conversions as conv
 from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.data.store import EpisodeStore
@@ -63,7 +63,7 @@ class SimLikeFeed:
         self.silent: set[str] = set()
         self.step = 0
         self.stamps: dict[int, int] = {}  # step -> stamp
-        self._outcome: tuple[bool, str] | None = None
+        self._outcome: tuple[bool, str, int] | None = None
         self.outcome_steps: list[int] = []  # the step each outcome was stamped with
         self._lock = threading.Lock()
         node.create_timer(PERIOD_S, self._tick)
@@ -77,10 +77,10 @@ class SimLikeFeed:
         with self._lock:
             self.outcome_pub = self.node.create_publisher(EpisodeOutcome, topic, EVENT_QOS)
 
-    def end_episode(self, success: bool, reason: str) -> None:
+    def end_episode(self, success: bool, reason: str, next_seed: int = -1) -> None:
         """At the next step: an outcome stamped with that step's instant (a sim's reset)."""
         with self._lock:
-            self._outcome = (success, reason)
+            self._outcome = (success, reason, next_seed)
 
     def _tick(self) -> None:
         with self._lock:
@@ -88,11 +88,12 @@ class SimLikeFeed:
             step, self.step = self.step, self.step + 1
             self.stamps[step] = stamp
             if self._outcome is not None:
-                success, reason = self._outcome
+                success, reason, next_seed = self._outcome
                 self._outcome = None
                 self.outcome_steps.append(step)
                 msg = EpisodeOutcome(task="lift", episode=0, success=success, steps=0)
                 msg.reason = reason
+                msg.next_seed = next_seed
                 msg.header.stamp = conv.ns_to_stamp(stamp)
                 self.outcome_pub.publish(msg)
             values = step_values(step)
@@ -110,7 +111,11 @@ class SimLikeFeed:
                     self.pubs[name].publish(msg)
             row = np.array([[step, 0, 0, 0, 0, 0, 1]], np.float32)
             chunk = TimedChunk(stamp, P_NS, row)
-            self.action_pub.publish(conv.timed_chunk_to_msg(chunk, stamp, 2, "applied"))
+            self.action_pub.publish(
+                conv.timed_chunk_to_msg(
+                    chunk, stamp, step, "applied", source=ActionChunk.SOURCE_TELEOP
+                )
+            )
 
     def matched_subscribers(self) -> dict[str, int]:
         """Subscriptions matched by each publisher the recorder listens to."""
@@ -332,6 +337,87 @@ def test_auto_start_and_stop_follow_episode_outcomes(context, feed, tmp_path):
         steps = check_rows_match_the_feed(store.episode(index))
         assert steps[0] == first and steps[-1] == end - 1, (steps, first, end)
         assert store.episode_metadata(index)["outcome"] == "success"
+
+
+class FakeSimReset:
+    """A ResetEnv service that only notes the seeds asked for (the test plays the sim's part)."""
+
+    def __init__(self, client: RecorderClient, name: str) -> None:
+        self.seeds: list[int] = []
+        client.node.create_service(ResetEnv, name, self._on_reset)
+
+    def _on_reset(self, request, response):
+        self.seeds.append(int(request.seed))
+        response.success = True
+        return response
+
+
+def test_seeds_are_stored_no_episode_spans_a_reset_and_a_second_run_skips_stored_seeds(
+    context, feed, tmp_path
+):
+    store_path = tmp_path / "store"
+    feed.use_outcome_topic("/recorder_d_test/outcome")
+    common = ("task:=lift", "outcome_topic:=/recorder_d_test/outcome")
+    reset = "reset_service:=/recorder_d_test/reset"
+    client = RecorderClient(context, "recorder_d")
+    sim = FakeSimReset(client, "/recorder_d_test/reset")
+    process = start_recorder(store_path, "recorder_d", *common, reset, "source:=kb", feed=feed)
+    try:
+        wait_for_outcome_subscriber(feed, client)
+        feed.end_episode(False, "reset", next_seed=5)  # the sim's scene is now seed 5
+        client.spin_for(0.4)
+        assert client.start().success
+        client.spin_for(0.6)
+        stopped = client.stop(success=False)  # the operator saves a failure
+        assert stopped.saved and "failure, seed 5" in stopped.message, stopped.message
+        again = client.start()  # the same scene again: refused, and the sim asked to move on
+        assert not again.success and "seed 5 of 'lift' is already recorded" in again.message
+        client.spin_for(0.3)
+        assert sim.seeds == [6], again.message
+        feed.end_episode(False, "reset", next_seed=6)
+        client.spin_for(0.4)
+        assert client.start().success
+        client.spin_for(0.6)
+        feed.end_episode(False, "horizon", next_seed=7)  # the scene reset under the operator
+        client.spin_for(0.4)
+        assert not client.stop().saved  # discarded at the reset: nothing left to stop
+        assert [m.reason for m in client.markers][-2:] == ["start", "discard"]
+    finally:
+        assert process.stop() == 0, process.output()
+    store = EpisodeStore.open(store_path)
+    assert store.n_episodes == 1
+    metadata = store.episode_metadata(0)
+    assert (metadata["seed"], metadata["success"], metadata["source"]) == (5, False, "kb")
+    assert metadata["ended_by"] == "operator" and len(metadata["digest"]) == 32
+
+    # A second run on the same store, unattended: seed 5 is skipped, seed 6 recorded.
+    process = start_recorder(
+        store_path, "recorder_d", *common, reset, "auto_start:=true", "auto_stop:=true", feed=feed
+    )
+    try:
+        wait_for_outcome_subscriber(feed, client)
+        sim.seeds.clear()
+        feed.end_episode(False, "reset", next_seed=5)
+        client.spin_for(0.5)
+        assert sim.seeds == [6], process.output()
+        feed.end_episode(False, "reset", next_seed=6)
+        client.spin_for(0.6)
+        feed.end_episode(True, "success", next_seed=7)
+        client.spin_for(1.5)
+    finally:
+        client.close()
+        assert process.stop() == 0, process.output()
+    store = EpisodeStore.open(store_path)
+    assert [store.episode_metadata(i)["seed"] for i in range(store.n_episodes)] == [5, 6]
+    assert store.episode_metadata(1)["success"] is True
+    check_rows_match_the_feed(store.episode(1))
+
+
+def wait_for_outcome_subscriber(feed: SimLikeFeed, client: RecorderClient) -> None:
+    deadline = time.monotonic() + 30
+    while feed.outcome_pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+        client.spin_for(0.1)  # a reliable volatile outcome sent before matching is lost
+    client.spin_for(0.3)
 
 
 def test_bad_parameters_are_refused_at_start(tmp_path):

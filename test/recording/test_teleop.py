@@ -66,7 +66,7 @@ class CommandListener:
 
     def _on_command(self, msg: ActionChunk) -> None:
         chunk = conv.msg_to_timed_chunk(msg, "command")
-        assert msg.horizon == 1 and msg.sequence == 2
+        assert msg.horizon == 1 and msg.source == ActionChunk.SOURCE_TELEOP
         self.commands.append((time.monotonic(), chunk.rows[0].copy()))
 
     def spin_until(self, condition, timeout: float) -> bool:

@@ -1,4 +1,4 @@
-"""`dp-ros-info`: what is installed, and how to go on."""
+"""Environment report (`python -m dp_ros.cli.info`): what is installed, and how to go on."""
 
 import importlib
 import importlib.metadata

@@ -230,6 +230,14 @@ class EpisodeStore:
         text = zarr.open_array(self._zstore, mode="r", path=METADATA_PATH)[index % n]
         return json.loads(text) if text else {}
 
+    def all_metadata(self) -> list[dict[str, Any]]:
+        """Every committed episode's metadata, in one read (index i: episode i)."""
+        n = self.n_episodes
+        if n == 0 or METADATA_PATH.split("/")[1] not in self._root["meta"]:
+            return [{} for _ in range(n)]
+        texts = zarr.open_array(self._zstore, mode="r", path=METADATA_PATH)[:n]
+        return [json.loads(text) if text else {} for text in texts]
+
     def array(self, key: str, min_frames: int = 0) -> zarr.Array:
         """The zarr array data/<key> (N, ...), re-opened when it is shorter than `min_frames`.
 

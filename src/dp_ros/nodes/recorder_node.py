@@ -12,7 +12,10 @@ episode is written, and says why when it is not), `~/discard` (std_srvs/Trigger)
 Episodes:
   manual      start/stop/discard by service; boundaries are the node's clock (sim time with
               use_sim_time) at the call: a step belongs to the episode when its action's stamp
-              lies in [start, stop).
+              lies in [start, stop). An operator's stop saves the episode, as a success or a
+              failure (its flag). An episode never spans a reset: an EpisodeOutcome while one is
+              open ends it there, saved as a success when the sim reset after success, else
+              discarded (a time limit or a reset under the operator).
   auto_start  every EpisodeOutcome starts an episode at the outcome's stamp, which sim_node
               gives the first observation of the next episode (after its reset).
   auto_stop   every EpisodeOutcome stops the current episode at its stamp; success comes from the
@@ -21,6 +24,12 @@ Episodes:
 Alignment, dropped-frame refusal and stamp-jump reports are dp_ros.recording (the same code the
 bag converter runs). Nothing is written before an episode stops, and the store's append commits
 an episode atomically, so a crash or SIGKILL mid-episode loses only that episode.
+
+Per episode the metadata holds task, operator, source, seed (from the sim's outcomes:
+EpisodeOutcome.next_seed is the seed of the episode beginning at its stamp) and a digest of its
+arrays. A seed the store already holds for the task is not recorded again: with `reset_service`
+the sim is reset to the first free seed, so a second run on a store continues after its seeds;
+identical episodes are refused (dp_ros.recording.stored).
 """
 
 import sys
@@ -38,7 +47,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
 from dp_msgs.msg import ActionChunk, EpisodeOutcome
-from dp_msgs.srv import StartEpisode, StopEpisode
+from dp_msgs.srv import ResetEnv, StartEpisode, StopEpisode
 from dp_ros import conversions as conv
 from dp_ros.acting.inputs import streams_for
 from dp_ros.data.store import StoreError
@@ -62,6 +71,7 @@ from dp_ros.recording.session import (
     open_store,
     save_finished,
 )
+from dp_ros.recording.stored import StoredEpisodes
 
 # Seconds a stop may wait for its episode to be written (a 5-minute episode takes seconds).
 WRITE_TIMEOUT_S = 300.0
@@ -79,6 +89,10 @@ class RecorderNode(Node):
         self.config: RecorderNodeConfig = declare_and_load(self, RecorderNodeConfig)
         cfg = self.config
         self.store = open_store(cfg.store)
+        self.known = StoredEpisodes.of(self.store)  # seeds and digests already stored
+        self._claimed: dict[str, set[int]] = {}  # task -> seeds of episodes begun by this run
+        self._sim_seed = -1  # seed of the sim's current scene, from its outcomes (-1: unknown)
+        self._skip_pending = False  # a reset to a free seed was asked for and not answered yet
         self.session = RecordingSession(cfg.assembly_config())
         self._lock = threading.Lock()  # the session: subscriptions vs services vs timer
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store_writer")
@@ -106,9 +120,10 @@ class RecorderNode(Node):
         # Wall-clock poll for stop time-outs: sim time may stand still.
         self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         mode = "auto start/stop" if cfg.auto_start and cfg.auto_stop else "by service"
+        seeds = f"; {cfg.task} seeds from {self._free_seed(cfg.task)}" if cfg.task else ""
         self.get_logger().info(
             f"recording {list(cfg.keys)} + actions from {cfg.action_topic} into {cfg.store} "
-            f"({self.store.n_episodes} episodes there); episodes {mode}"
+            f"({self.store.n_episodes} episodes there{seeds}); episodes {mode}"
         )
 
     # ---- inputs --------------------------------------------------------------------------
@@ -159,23 +174,52 @@ class RecorderNode(Node):
     def _on_outcome(self, msg: EpisodeOutcome) -> None:
         cfg = self.config
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        next_seed = int(msg.next_seed)
         with self._lock:
+            if next_seed >= 0:  # a new scene from here on (else the old one goes on)
+                self._sim_seed = next_seed
+                self._skip_pending = False
             current = self.session.current
-            if cfg.auto_stop and current is not None and stamp_ns > current.start_ns:
-                steps = self.session.stop(
-                    stamp_ns,
-                    time.monotonic(),
-                    success=bool(msg.success),
-                    outcome=msg.reason,
-                    sim_episode=int(msg.episode),
-                    sim_steps=int(msg.steps),
-                )
-                self._publish_marker(MARKER_STOP, stamp_ns, steps, bool(msg.success))
+            if current is not None and stamp_ns > current.start_ns:
+                self._end_at_outcome(msg, stamp_ns)
             if cfg.auto_start and self.session.current is None:
-                metadata = self._metadata(msg.task, "")
-                steps = self.session.start(stamp_ns, metadata)
-                self._publish_marker(MARKER_START, stamp_ns, steps)
+                task = msg.task or cfg.task
+                if self._seed_taken(task, next_seed):
+                    self._skip_seed(task, next_seed)
+                else:
+                    metadata = self._metadata(msg.task, "", "", next_seed)
+                    steps = self.session.start(stamp_ns, metadata)
+                    self._publish_marker(MARKER_START, stamp_ns, steps)
             self._collect_locked()
+
+    def _end_at_outcome(self, msg: EpisodeOutcome, stamp_ns: int) -> None:
+        """The sim's episode ended inside the open one: never record across it."""
+        outcome = {
+            "outcome": msg.reason,
+            "sim_episode": int(msg.episode),
+            "sim_steps": int(msg.steps),
+        }
+        if self.config.auto_stop:
+            steps = self.session.stop(
+                stamp_ns, time.monotonic(), success=bool(msg.success), **outcome
+            )
+            self._publish_marker(MARKER_STOP, stamp_ns, steps, bool(msg.success))
+        elif msg.success and msg.next_seed >= 0:
+            # The sim reset after a success: the demonstration ended there, achieved.
+            steps = self.session.stop(stamp_ns, time.monotonic(), success=True, **outcome)
+            self._publish_marker(MARKER_STOP, stamp_ns, steps, True)
+            self.get_logger().info("the sim reset after a success: episode stopped there")
+        elif msg.success:
+            self.session.current.metadata["sim_success"] = True  # no reset: the operator ends
+        else:
+            steps = self.session.discard()
+            self._unclaim(steps)
+            self._publish_marker(MARKER_DISCARD, stamp_ns, steps)
+            self.get_logger().warning(
+                f"episode discarded: the sim's episode ended ({msg.reason}) while recording; "
+                "an episode never spans a reset (teleop: run the sim with time_limit:=false, "
+                "and stop before resetting)"
+            )
 
     # ---- services ------------------------------------------------------------------------
 
@@ -188,10 +232,16 @@ class RecorderNode(Node):
                     " stop or discard it first"
                 )
                 return response
+            task = request.task or self.config.task
+            if self._seed_taken(task, self._sim_seed):
+                response.success = False
+                response.message = self._skip_seed(task, self._sim_seed) + "; start again"
+                return response
             start_ns = self._now_ns()
-            steps = self.session.start(
-                start_ns, self._metadata(request.task, request.operator_name)
+            metadata = self._metadata(
+                request.task, request.operator_name, request.source, self._sim_seed
             )
+            steps = self.session.start(start_ns, metadata)
             self._publish_marker(MARKER_START, start_ns, steps)
         response.success = True
         response.episode_index = self._next_index()
@@ -206,7 +256,9 @@ class RecorderNode(Node):
                 response.message = "no episode is being recorded"
                 return response
             end_ns = self._now_ns()
-            steps = self.session.stop(end_ns, time.monotonic(), success=bool(request.success))
+            steps = self.session.stop(
+                end_ns, time.monotonic(), success=bool(request.success), ended_by="operator"
+            )
             self._publish_marker(MARKER_STOP, end_ns, steps, bool(request.success))
             waiter = self._waiters[steps] = Future()
             self._collect_locked()
@@ -224,6 +276,7 @@ class RecorderNode(Node):
         with self._lock:
             steps = self.session.discard()
             if steps is not None:
+                self._unclaim(steps)
                 self._publish_marker(MARKER_DISCARD, self._now_ns(), steps)
         response.success = steps is not None
         response.message = (
@@ -255,7 +308,12 @@ class RecorderNode(Node):
         """Writer thread: append (or refuse) one finished episode, log it, answer the stop."""
         try:
             result = save_finished(
-                self.store, finished, self.config.keep_failed, recorder="recorder_node"
+                self.store,
+                finished,
+                self.config.keep_failed,
+                known=self.known,
+                unique_seeds=self.config.unique_seeds,
+                recorder="recorder_node",
             )
         except (OSError, StoreError) as error:
             result = SaveResult(False, f"writing the episode failed: {error}")
@@ -279,12 +337,56 @@ class RecorderNode(Node):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _metadata(self, task: str, operator: str) -> dict:
+    def _metadata(self, task: str, operator: str, source: str, seed: int) -> dict:
+        task = task or self.config.task
+        if seed >= 0:
+            self._claimed.setdefault(task, set()).add(seed)
         return {
-            "task": task or self.config.task,
+            "task": task,
             "operator": operator or self.config.operator,
+            "source": source or self.config.source,
+            "seed": seed if seed >= 0 else None,
             "recorder": "recorder_node",
         }
+
+    # ---- seeds ---------------------------------------------------------------------------
+
+    def _seed_taken(self, task: str, seed: int) -> bool:
+        """`seed` of `task` is stored already, or was begun by this run (unique_seeds)."""
+        return (
+            self.config.unique_seeds
+            and seed >= 0
+            and (
+                self.known.seed_index(task, seed) is not None
+                or seed in self._claimed.get(task, ())
+            )
+        )
+
+    def _unclaim(self, steps: EpisodeSteps) -> None:
+        """A discarded episode leaves its seed free to be recorded again."""
+        metadata = steps.metadata
+        self._claimed.get(metadata.get("task", ""), set()).discard(metadata.get("seed"))
+
+    def _free_seed(self, task: str) -> int:
+        claimed = list(self._claimed.get(task, ()))
+        return max([self.known.free_seed(task), *(seed + 1 for seed in claimed)])
+
+    def _skip_seed(self, task: str, seed: int) -> str:
+        """Do not record `seed` again: ask the sim for the first free seed. Says what it did."""
+        free = self._free_seed(task)
+        text = f"seed {seed} of {task!r} is already recorded"
+        client = self._reset_client
+        if client is None or not client.service_is_ready():
+            service = self.config.reset_service or "a reset service (parameter reset_service)"
+            text += f": not recording it; reset the sim to seed {free} ({service} is not ready)"
+        elif self._skip_pending:
+            text += f": waiting for the reset to seed {free}"
+        else:
+            self._skip_pending = True
+            client.call_async(ResetEnv.Request(seed=free))
+            text += f": reset the sim to seed {free}"
+        self.get_logger().warning(text, throttle_duration_sec=1.0)
+        return text
 
     def _next_index(self) -> int:
         with self._queued_lock:
@@ -301,6 +403,8 @@ class RecorderNode(Node):
         msg.steps = len(steps.steps)
         msg.header.stamp = conv.ns_to_stamp(stamp_ns)
         msg.header.frame_id = str(steps.metadata.get("operator", ""))
+        seed = steps.metadata.get("seed")
+        msg.seed = seed if isinstance(seed, int) else -1
         self._marker_pub.publish(msg)
 
     def _now_ns(self) -> int:
@@ -326,6 +430,8 @@ class RecorderNode(Node):
             (Trigger, "discard", self._on_discard),
         ):
             self._service_node.create_service(service_type, f"{prefix}/{name}", callback)
+        reset = self.config.reset_service
+        self._reset_client = self._service_node.create_client(ResetEnv, reset) if reset else None
         self._service_executor = SingleThreadedExecutor(context=self.context)
         self._service_executor.add_node(self._service_node)
         self._service_thread = threading.Thread(

@@ -44,6 +44,19 @@ class RecorderNodeConfig(RobotStreamParams):
     keep_failed: bool = param(False, "Also save episodes that end unsuccessfully.")
     task: str = param("", "Task name stored when a start request gives none.")
     operator: str = param("", "Operator name stored when a start request gives none.")
+    source: str = param(
+        "", "How demonstrations are produced (scripted, keyboard, ...), stored per episode."
+    )
+    unique_seeds: bool = param(
+        True,
+        "One episode per (task, seed): a simulated scene is reproducible from its seed, so a "
+        "second one is a re-recording; false allows several demonstrations of one scene.",
+    )
+    reset_service: str = param(
+        "",
+        "The simulator's dp_msgs/ResetEnv service: an episode about to begin from a seed the "
+        "store already holds is skipped by a reset to the first free seed; empty: refused only.",
+    )
 
     def validate(self) -> None:
         if not self.store:

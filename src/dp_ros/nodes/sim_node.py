@@ -19,6 +19,15 @@ Lockstep: with `command_wait` > 0 each step first waits (up to that many seconds
 command stamped at or after the current observation, i.e. one that answers it. A scripted expert
 then drives every step whatever the machine's load, instead of a late command turning into a hold.
 Live teleop and policies leave it at 0: a robot does not wait for its operator.
+
+Episodes are numbered from 0, as the episode store numbers them. Each outcome carries the seed of
+the episode that ended and the seed of the one beginning at its stamp (`next_seed`, -1 when none
+begins), so a recorder can store seeds. An episode in which nothing but holds was applied is not
+an episode yet: a reset asking for the sim's own next seed (seed < 0) restarts it with its seed
+and number (no 1-step pseudo-episode before the first real one). With `time_limit` false the step
+limit is off (teleop recording: the operator ends episodes, and a time-out mid-demonstration
+would reset the scene under them); with `auto_reset` false an outcome is published once and the
+episode goes on until a reset.
 """
 
 import sys
@@ -69,6 +78,9 @@ class SimNodeConfig(NodeConfig):
     )
     publish_clock: bool = param(True, "Publish /clock so use_sim_time nodes follow the sim.")
     max_episode_steps: int = param(0, "Steps before an episode ends; 0: the task's own.", 0, 10**6)
+    time_limit: bool = param(
+        True, "End episodes at max_episode_steps; false for teleop recording (operator ends)."
+    )
     auto_reset: bool = param(True, "Begin a new episode when one ends (success or step limit).")
     command_wait: float = param(
         0.0,
@@ -111,9 +123,13 @@ class SimNode(Node):
         self._command: np.ndarray | None = None
         self._command_stamp_ns = 0
         self._command_arrived = threading.Condition(self._lock)
-        self._episode = 0
+        self._episode = -1  # the first _reset_episode makes it 0
+        self._seed = cfg.seed  # of the current episode
         self._next_seed = cfg.seed
+        self._acted = False  # a command or chunk row was applied in this episode
+        self._ended = False  # its outcome was published (it goes on without auto_reset)
         self._steps = 0
+        self._applied_count = 0  # ActionChunk.sequence of the applied actions
         self._sim_ns = SIM_EPOCH_NS
         self._episode_start_ns = SIM_EPOCH_NS  # set again by every _reset_episode
         self._make_publishers()
@@ -238,9 +254,15 @@ class SimNode(Node):
         self._advance_time()
         stamp_ns = self._now_ns()
         success = bool(info.get("success", False))
-        if success or done:
-            self._publish_outcome(success, "success" if success else "horizon", stamp_ns)
-            if self.config.auto_reset:
+        ended = success or (done and self.config.time_limit)
+        if ended and not self._ended:
+            reset = self.config.auto_reset
+            next_seed = self._next_seed if reset else -1
+            self._publish_outcome(
+                success, "success" if success else "horizon", stamp_ns, next_seed
+            )
+            self._ended = True
+            if reset:
                 with self._lock:
                     observation = self._reset_episode(self._next_seed, stamp_ns)
         self._observation = observation
@@ -249,24 +271,30 @@ class SimNode(Node):
     def _action_for(self, tick_ns: int) -> tuple[np.ndarray, int]:
         """Teleop command if one arrived since the last step, else the chunk row due now.
 
-        The second value says where the action came from: 0 hold, 1 chunk, 2 teleop command.
+        The second value says where the action came from (ActionChunk.SOURCE_*).
         """
         if self._command is not None:
             command, self._command = self._command, None
             self.player.set_gripper(command[-1])  # holds after teleop keep its gripper state
-            return command, 2
+            self._acted = True
+            return command, ActionChunk.SOURCE_TELEOP
         action, fresh = self.player.action_at(tick_ns)
-        return action, 1 if fresh else 0
+        self._acted |= fresh
+        return action, ActionChunk.SOURCE_POLICY if fresh else ActionChunk.SOURCE_HOLD
 
-    def _reset_episode(self, seed: int, start_ns: int) -> dict:
-        """A new episode from `seed` whose first observation is stamped `start_ns`."""
+    def _reset_episode(self, seed: int, start_ns: int, renumber: bool = True) -> dict:
+        """A new episode from `seed` whose first observation is stamped `start_ns`
+        (`renumber` false: it replaces an episode that never began, under its number)."""
         observation = self.env.reset(seed=seed)
         self._episode_start_ns = start_ns
         self.player.clear()
         self._command = None
-        self._episode += 1
+        self._episode += 1 if renumber else 0
         self._steps = 0
+        self._seed = seed
         self._next_seed = seed + 1
+        self._acted = False
+        self._ended = False
         return observation
 
     # ---- publishing ----------------------------------------------------------------------
@@ -292,21 +320,31 @@ class SimNode(Node):
         self._pub[OBJECT_STATE].publish(conv.array_to_joint_state(state, stamp_ns, names))
 
     def _publish_applied(self, action: np.ndarray, tick_ns: int, source: int) -> None:
-        """One row: the action applied at `tick_ns`; `sequence` tells hold/chunk/teleop."""
+        """One row: the action applied at `tick_ns`; `source` tells hold/chunk/teleop."""
         chunk = TimedChunk(tick_ns, self.config.period_ns, action[None, :])
-        self._applied_pub.publish(conv.timed_chunk_to_msg(chunk, tick_ns, source, "applied"))
+        self._applied_count += 1
+        msg = conv.timed_chunk_to_msg(
+            chunk, tick_ns, self._applied_count, "applied", source=source
+        )
+        self._applied_pub.publish(msg)
 
-    def _publish_outcome(self, success: bool, reason: str, stamp_ns: int) -> None:
+    def _publish_outcome(
+        self, success: bool, reason: str, stamp_ns: int, next_seed: int, log: bool = True
+    ) -> None:
         msg = EpisodeOutcome(
             task=self.config.task, episode=self._episode, success=success, steps=self._steps
         )
         msg.reason = reason
+        msg.seed = self._seed
+        msg.next_seed = next_seed
         msg.header.stamp = conv.ns_to_stamp(stamp_ns)
         self._outcome_pub.publish(msg)
+        if not log:
+            return
         played, dropped = self.player.played_rows, self.player.dropped_rows
         self.get_logger().info(
-            f"episode {self._episode} ended: {reason} after {self._steps} steps "
-            f"(chunk rows played {played}, dropped as late {dropped})"
+            f"episode {self._episode} (seed {self._seed}) ended: {reason} after {self._steps} "
+            f"steps (chunk rows played {played}, dropped as late {dropped})"
         )
 
     # ---- inputs --------------------------------------------------------------------------
@@ -336,34 +374,48 @@ class SimNode(Node):
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         """Hand the reset to the sim thread (it owns the env) and answer once it is done."""
-        seed = self._next_seed if request.seed < 0 else int(request.seed)
         done, result = threading.Event(), {}
         with self._command_arrived:
-            self._pending_reset = (seed, done, result)
+            self._pending_reset = (int(request.seed), done, result)
             self._command_arrived.notify_all()
         if not done.wait(timeout=RESET_TIMEOUT_S):
             response.success = False
             response.message = f"the simulation did not reset within {RESET_TIMEOUT_S:.0f} s"
             return response
         response.success = True
-        response.message = f"episode {result['episode']}, seed {seed}"
+        response.message = f"episode {result['episode']}, seed {result['seed']}"
         response.episode = result["episode"]
         return response
 
     def _reset_now(self) -> None:
-        """Sim thread: carry out the pending reset request."""
-        seed, done, result = self._pending_reset
+        """Sim thread: carry out the pending reset request (seed < 0: the sim's own sequence).
+
+        An episode that never began (only holds applied) is restarted under its own number, and
+        with its own seed unless another is asked for: no pseudo-episode before the first one.
+        """
+        requested, done, result = self._pending_reset
         with self._lock:
+            began = self._acted
+            if requested >= 0:
+                seed = requested
+            else:
+                seed = self._next_seed if began else self._seed
             # The new episode's first observation gets a fresh instant (stamps never repeat),
             # and the outcome carries it, as at the end of an episode that ran out.
             start_ns = self._now_ns() + self.config.period_ns
-            if self._steps:
-                self._publish_outcome(False, "reset", start_ns)
+            # Always, even before any step: subscribers learn where the new scene begins and its
+            # seed (a recorder skipping a stored seed resets twice in a row).
+            self._publish_outcome(False, "reset", start_ns, seed, log=began)
+            if not began:
+                self.get_logger().info(
+                    f"episode {self._episode} restarted (seed {seed}): nothing had acted yet"
+                )
             self._advance_time()
-            self._observation = self._reset_episode(seed, self._now_ns())
+            self._observation = self._reset_episode(seed, self._now_ns(), renumber=began)
             self._pending_reset = None
         self._publish_observation(self._observation, self._now_ns())
         result["episode"] = self._episode
+        result["seed"] = seed
         done.set()
 
     def close(self) -> None:

@@ -1,12 +1,15 @@
 """teleop_node: demonstrations by keyboard, space mouse, or a scripted expert.
 
 Publishes one-row dp_msgs/ActionChunk commands on `command_topic` (sim_node applies each at its
-next step; `sequence` is 2, the teleop source code sim_node also uses) at `control_rate`,
-values in [-1, 1].
+next step; `source` is ActionChunk.SOURCE_TELEOP, `sequence` counts the commands) at
+`control_rate`, values in [-1, 1].
 
 Modes:
   keyboard    keys read from the terminal on stdin (dp_ros.recording.keyboard lists them):
-              motion, gripper toggle, speed, environment reset, recorder begin/end/cancel.
+              motion, gripper toggle, speed, environment reset, recorder begin/end (saved as a
+              success or as a failure)/cancel. Keys answer with a one-line status (recorder
+              episode, steps and seconds recorded, gripper, speed), from the recorder's episode
+              markers and the sim's outcomes.
   spacemouse  a 3Dconnexion device through pyspacemouse (needs `pip install pyspacemouse` and
               hidapi); button 0 toggles the gripper, button 1 resets the environment.
   scripted    dp_ros.sim.experts maps the sim's state topics (pose, gripper, object) to actions,
@@ -40,6 +43,7 @@ from dp_ros.nodes.spin import run_node
 from dp_ros.recording.keyboard import (
     GRIPPER_CLOSED,
     GRIPPER_OPEN,
+    MOTION_KEYS,
     KeyboardConfig,
     KeyboardTeleop,
     TerminalKeys,
@@ -48,8 +52,8 @@ from dp_ros.recording.keyboard import (
 from dp_ros.recording.scripted import StateAssembler, load_expert
 
 NS = 1_000_000_000
-TELEOP_SOURCE = 2  # ActionChunk.sequence of teleop commands (sim_node's applied-action codes)
 STATE_KEYS = (EEF_POS, EEF_QUAT, GRIPPER_QPOS, OBJECT_STATE)
+STATUS_PERIOD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,10 @@ class TeleopNodeConfig(NodeConfig):
     eef_pose_topic: str = param("/eef_pose", "Scripted: end-effector pose.")
     gripper_topic: str = param("/gripper/joint_states", "Scripted: gripper joint state.")
     object_topic: str = param("/sim/object_state", "Scripted: object state.")
-    outcome_topic: str = param("/sim/episode_outcome", "Scripted: episode outcomes.")
+    outcome_topic: str = param("/sim/episode_outcome", "Episode outcomes (scripted; status).")
+    marker_topic: str = param(
+        "/recorder/episode_marker", "Keyboard: the recorder's episode markers (status line)."
+    )
     frame_id: str = param("teleop", "frame_id of the commands.")
 
     def validate(self) -> None:
@@ -95,6 +102,7 @@ class TeleopNode(Node):
         self.exit_code = 0
         self._lock = threading.Lock()
         self._publisher = self.create_publisher(ActionChunk, cfg.command_topic, EVENT_QOS)
+        self._sent = 0  # ActionChunk.sequence of the commands
         self._reset_client = (
             self.create_client(ResetEnv, cfg.reset_service) if cfg.reset_service else None
         )
@@ -121,7 +129,10 @@ class TeleopNode(Node):
         row = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0).reshape(1, ACTION_DIM)
         period_ns = round(NS / self.config.control_rate)
         chunk = TimedChunk(stamp_ns, period_ns, row)
-        msg = conv.timed_chunk_to_msg(chunk, stamp_ns, TELEOP_SOURCE, self.config.frame_id)
+        self._sent += 1
+        msg = conv.timed_chunk_to_msg(
+            chunk, stamp_ns, self._sent, self.config.frame_id, source=ActionChunk.SOURCE_TELEOP
+        )
         self._publisher.publish(msg)
 
     # ---- keyboard ------------------------------------------------------------------------
@@ -131,6 +142,13 @@ class TeleopNode(Node):
         self.terminal = TerminalKeys()  # ValueError without a terminal: refused at start
         self.keyboard = KeyboardTeleop(KeyboardConfig(speed=cfg.speed, hold_s=cfg.key_hold))
         self._say(f"keyboard teleop on {cfg.command_topic}, speed {cfg.speed:.2f}\n{help_text()}")
+        self._recording: int | None = None  # recorder episode index while one is recorded
+        self._recorded_steps = 0
+        self._status_at = 0.0
+        self.create_subscription(EpisodeOutcome, cfg.marker_topic, self._on_marker, EVENT_QOS)
+        self.create_subscription(
+            EpisodeOutcome, cfg.outcome_topic, self._on_sim_outcome, EVENT_QOS
+        )
         self._key_thread = threading.Thread(target=self._read_keys, name="keys", daemon=True)
         self._key_thread.start()
         self.create_timer(1.0 / cfg.control_rate, self._keyboard_tick)
@@ -148,19 +166,53 @@ class TeleopNode(Node):
                     with self._lock:
                         speed_before = self.keyboard.speed
                         event = self.keyboard.press(key, time.monotonic())
-                        speed = self.keyboard.speed
-                    if speed != speed_before:
-                        self._say(f"speed {speed:.2f}")
-                    if key == " ":
-                        closed = self.keyboard.gripper == GRIPPER_CLOSED
-                        self._say(f"gripper {'closed' if closed else 'open'}")
+                        changed = key == " " or self.keyboard.speed != speed_before
                     if event:
                         self._on_event(event)
+                    elif changed or key in MOTION_KEYS:
+                        self._show_status(force=changed)
 
     def _keyboard_tick(self) -> None:
         with self._lock:
             action = self.keyboard.command(time.monotonic())
+            if self._recording is not None:
+                self._recorded_steps += 1
         self.publish_command(action)
+
+    def status_line(self) -> str:
+        """One line for the operator: recording state, steps and seconds, gripper, speed."""
+        with self._lock:
+            recording, steps = self._recording, self._recorded_steps
+            closed = self.keyboard.gripper == GRIPPER_CLOSED
+            speed = self.keyboard.speed
+        seconds = steps / self.config.control_rate
+        state = (
+            f"recording episode {recording}: {steps} steps, {seconds:.1f} s"
+            if recording is not None
+            else "not recording"
+        )
+        return f"[{state} | gripper {'closed' if closed else 'open'} | speed {speed:.2f}]"
+
+    def _show_status(self, force: bool = False) -> None:
+        """The status line, at most twice a second for motion keys (a held key repeats)."""
+        now = time.monotonic()
+        if force or now - self._status_at >= STATUS_PERIOD_S:
+            self._status_at = now
+            self._say(self.status_line())
+
+    def _on_marker(self, msg: EpisodeOutcome) -> None:
+        with self._lock:
+            if msg.reason == "start":
+                self._recording, self._recorded_steps = int(msg.episode), 0
+            elif msg.reason in ("stop", "discard"):
+                self._recording = None
+        if msg.reason == "discard":
+            self._say(f"episode {msg.episode} discarded ({msg.steps} steps)")
+        self._show_status(force=True)
+
+    def _on_sim_outcome(self, msg: EpisodeOutcome) -> None:
+        if msg.success:
+            self._say("the sim reports success: press e to save the episode")
 
     def _on_event(self, event: str) -> None:
         if event == "quit":
@@ -250,7 +302,8 @@ class TeleopNode(Node):
 
     def _maybe_first_reset(self) -> None:
         """Reset once the sim has stepped and the recorder listens: that reset's outcome starts
-        the recorder's first episode (sim_node sends none for a reset before any step)."""
+        the recorder's first episode (the sim restarts its untouched first episode, so this
+        costs no seed)."""
         if self._reset_sent or self._first_stamp is None:
             return
         if self._latest_stamp <= self._first_stamp:
@@ -310,7 +363,8 @@ class TeleopNode(Node):
         future.add_done_callback(lambda f: self._say(f"reset: {f.result().message}"))
 
     def call_recorder(self, event: str) -> None:
-        client = self._recorder.get(event)
+        service = "stop" if event == "stop_failure" else event  # x: stop, saved as a failure
+        client = self._recorder.get(service)
         if client is None:
             self._say("no recorder configured")
             return
@@ -319,13 +373,15 @@ class TeleopNode(Node):
             return
         if event == "start":
             operator = self.config.operator or os.environ.get("USER", "")
-            request = StartEpisode.Request(task=self.config.task, operator_name=operator)
-        elif event == "stop":
-            request = StopEpisode.Request(success=True)
+            request = StartEpisode.Request(
+                task=self.config.task, operator_name=operator, source=self.config.mode
+            )
+        elif event in ("stop", "stop_failure"):
+            request = StopEpisode.Request(success=event == "stop")
         else:
             request = Trigger.Request()
         future = client.call_async(request)
-        future.add_done_callback(lambda f: self._say(f"recorder {event}: {f.result().message}"))
+        future.add_done_callback(lambda f: self._say(f"recorder {service}: {f.result().message}"))
 
     def _say(self, text: str) -> None:
         """Operator feedback, one log line per line of text."""

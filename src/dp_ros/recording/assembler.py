@@ -39,8 +39,8 @@ import numpy as np
 from dp_ros.keys import ACTION, ACTION_DIM, is_image_key
 from dp_ros.recording.observation_buffer import ObservationBuffer
 
-# Where an applied action came from (dp_msgs/ActionChunk.sequence on the sim's applied topic).
-ACTION_SOURCES = {0: "hold", 1: "policy", 2: "teleop"}
+# Where an applied action came from (dp_msgs/ActionChunk.source, SOURCE_* constants).
+ACTION_SOURCES = {0: "unknown", 1: "hold", 2: "policy", 3: "teleop"}
 
 
 @dataclass(frozen=True)

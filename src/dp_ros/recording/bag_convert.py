@@ -1,6 +1,11 @@
 """dp-bag-to-store: demonstrations recorded with `ros2 bag record` -> an episode store.
 
-    dp-bag-to-store BAG STORE [--topics agentview=/cam/image ...] [--keys ...] [--keep-failed]
+    dp-bag-to-store BAG STORE [--sim] [--topics agentview=/cam/image ...] [--keys ...]
+                    [--task NAME] [--keep-failed] [--append]
+
+The bag contract (CONTRACT below, printed by --help) says which topics, types and keys it reads.
+Topic defaults are policy_node's for a real robot; `--sim` switches to sim_node's topics and adds
+the object key.
 
 Reads rosbag2 (MCAP or sqlite3) with the `rosbags` library (no ROS install needed), decodes
 every message with the decoders recorder_node uses (dp_ros.recording.decode) and assembles
@@ -19,12 +24,15 @@ Episode boundaries, in order of preference:
 3. Neither topic in the bag: the whole bag is one episode (success unknown).
 
 Unsuccessful episodes are left out unless --keep-failed. Incomplete ones (dropped frames) are
-refused by the assembler's rules and reported.
+refused by the assembler's rules and reported. A bag the store already holds episodes from is
+refused unless --append (and with it, episodes identical to stored ones are still skipped). When
+no episode is saved, nothing is written and the command exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,20 +57,52 @@ from dp_ros.recording.session import (
     open_store,
     save_finished,
 )
+from dp_ros.recording.stored import StoredEpisodes
 
 NS = 1_000_000_000
-DEFAULT_KEYS = (*CAMERA_KEYS, *ROBOT_STATE_KEYS, OBJECT_STATE)
-# The topics recorder_node and sim_node use by default.
+# A real robot: cameras and robot state (policy_node's default inputs), no object state.
+DEFAULT_KEYS = (*CAMERA_KEYS, *ROBOT_STATE_KEYS)
+# policy_node's default topics; the applied actions and outcomes come from the robot's driver.
 DEFAULT_TOPICS = {
     "agentview": "/agentview/image_raw",
     "wrist": "/wrist/image_raw",
     "eef_pose": "/eef_pose",
     "gripper": "/gripper/joint_states",
+    "object": "",
+    "action": "/applied_action",
+    "outcome": "/episode_outcome",
+    "marker": "/recorder/episode_marker",
+}
+# --sim: what sim_node publishes (and recorder_node records by default).
+SIM_KEYS = (*CAMERA_KEYS, *ROBOT_STATE_KEYS, OBJECT_STATE)
+SIM_TOPICS = {
+    **DEFAULT_TOPICS,
     "object": "/sim/object_state",
     "action": "/sim/applied_action",
     "outcome": "/sim/episode_outcome",
-    "marker": "/recorder/episode_marker",
 }
+CONTRACT = """\
+bag contract (topic name -> default topic [--sim topic], type, what it gives):
+  agentview  /agentview/image_raw      sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) or
+                                       CompressedImage -> agentview_image uint8 (H, W, 3)
+  wrist      /wrist/image_raw          same -> robot0_eye_in_hand_image uint8 (H, W, 3)
+  eef_pose   /eef_pose                 geometry_msgs/PoseStamped -> robot0_eef_pos (3,),
+                                       robot0_eef_quat (4,) xyzw
+  gripper    /gripper/joint_states     sensor_msgs/JointState (position; --gripper-joints picks
+                                       names) -> robot0_gripper_qpos (2,)
+  object     none [/sim/object_state]  sensor_msgs/JointState -> object (Do,) (key `object`)
+  action     /applied_action [/sim/applied_action]
+                                       dp_msgs/ActionChunk, ONE row per message: the 7-D action
+                                       (dx dy dz drx dry drz gripper, in [-1, 1]) applied at
+                                       header.stamp; `source` says hold/policy/teleop
+  outcome    /episode_outcome [/sim/episode_outcome]
+                                       dp_msgs/EpisodeOutcome: an episode ends at header.stamp
+                                       (success, reason) and the next begins there (next_seed)
+  marker     /recorder/episode_marker  dp_msgs/EpisodeOutcome with reason start/stop/discard
+                                       (recorder_node's boundaries; preferred when present)
+Every message is stamped (header.stamp); each action at t is paired with the message of each key
+nearest t within --tolerance. Keys default to the cameras and robot state (--sim adds object);
+--keys picks others. dp_msgs .msg definitions: src/dp_msgs/msg (ActionChunk, EpisodeOutcome)."""
 # Beyond any real stamp: the end of a partial last episode.
 END_OF_TIME_NS = 2**62
 
@@ -78,6 +118,8 @@ class ConvertOptions:
     gripper_joint_names: str = ""
     keep_failed: bool = False
     keep_partial: bool = False
+    task: str = ""  # stored when the bag's boundaries name no task
+    append: bool = False  # convert a bag the store already holds episodes from
 
     def assembly_config(self) -> AssemblyConfig:
         return AssemblyConfig(
@@ -176,11 +218,22 @@ class BagConverter:
         self.source = source
         self.session = RecordingSession(options.assembly_config())
         self.report = ConvertReport()
+        self.known = StoredEpisodes.of(store)
+        if source in self.known.bags and not options.append:
+            raise ValueError(
+                f"{store.path} already holds episodes converted from {source}; pass --append "
+                "to convert it again (episodes identical to stored ones are still skipped)"
+            )
         topics = options.topics
         names = joint_names_from(options.gripper_joint_names)
-        self.stream_topics = {
-            topics[name]: stream for name, stream in streams_for(options.keys).items()
-        }
+        streams = streams_for(options.keys)
+        for name in streams:
+            if not topics.get(name):
+                raise ValueError(
+                    f"keys {list(options.keys)} need the {name!r} stream but its topic is empty "
+                    f"(--topics {name}=TOPIC, or --sim)"
+                )
+        self.stream_topics = {topics[name]: stream for name, stream in streams.items()}
         self._joint_names = {topics["gripper"]: names}
         self._decoders: dict[str, Any] = {}
 
@@ -229,7 +282,7 @@ class BagConverter:
             if self.session.recording:  # a start without a stop: the recorder crashed
                 self.session.discard()
                 self.report.skipped_partial += 1
-            metadata = {"task": msg.task, "operator": msg.header.frame_id}
+            metadata = {"task": msg.task, "operator": msg.header.frame_id, "seed": msg.seed}
             self.session.start(stamp_ns, self.metadata(metadata))
         elif msg.reason == MARKER_STOP and self.session.recording:
             self.session.stop(stamp_ns, success=bool(msg.success))
@@ -248,10 +301,14 @@ class BagConverter:
             )
         else:
             self.report.skipped_partial += 1  # the segment before the first outcome
-        self.session.start(stamp_ns, self.metadata({"task": msg.task}))
+        self.session.start(stamp_ns, self.metadata({"task": msg.task, "seed": msg.next_seed}))
 
     def metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
-        return {"recorder": "dp-bag-to-store", "bag": self.source, **extra}
+        metadata = {"recorder": "dp-bag-to-store", "bag": self.source, **extra}
+        metadata["task"] = metadata.get("task") or self.options.task
+        seed = metadata.get("seed")
+        metadata["seed"] = int(seed) if seed is not None and seed >= 0 else None
+        return metadata
 
     def begin(self, boundaries: str) -> None:
         self.report.boundaries = boundaries
@@ -275,7 +332,9 @@ class BagConverter:
 
     def save(self, finished: list[FinishedEpisode]) -> None:
         for episode in finished:
-            result: SaveResult = save_finished(self.store, episode, self.options.keep_failed)
+            result: SaveResult = save_finished(
+                self.store, episode, self.options.keep_failed, known=self.known
+            )
             entry = {"saved": result.saved, "message": result.message, "index": result.index}
             entry.update({k: episode.metadata.get(k) for k in ("task", "success")})
             entry["frames"] = result.frames
@@ -305,9 +364,10 @@ def convert_bag(
             boundaries = "outcomes"
         else:
             boundaries = "whole bag"
+        existed = Path(store_path).exists()
         store = open_store(store_path)
         try:
-            converter = BagConverter(store, options, str(bag))
+            converter = BagConverter(store, options, str(Path(bag).resolve()))
             converter.begin(boundaries)
             total = sum(c.msgcount for c in connections)
             messages = reader.messages(connections=connections)
@@ -319,11 +379,13 @@ def convert_bag(
             converter.end()
         finally:
             store.close()
+            if not existed and store.n_episodes == 0:
+                shutil.rmtree(store_path)  # nothing saved: leave nothing behind
     return converter.report
 
 
-def parse_topics(items: list[str]) -> dict[str, str]:
-    topics = dict(DEFAULT_TOPICS)
+def parse_topics(items: list[str], sim: bool = False) -> dict[str, str]:
+    topics = dict(SIM_TOPICS if sim else DEFAULT_TOPICS)
     for item in items:
         name, separator, topic = item.partition("=")
         if not separator or name not in DEFAULT_TOPICS:
@@ -338,7 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dp-bag-to-store",
         description="Convert a rosbag2 recording (MCAP or sqlite3) of demonstrations into an "
-        "episode store, aligned the way recorder_node aligns live recordings.",
+        "episode store, aligned the way recorder_node aligns live recordings. Exits 1 when no "
+        "episode was saved (nothing is written), 2 on bad input.",
+        epilog=CONTRACT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("bag", help="rosbag2 directory (with metadata.yaml)")
     parser.add_argument("store", help="episode store directory (created if missing)")
@@ -349,7 +414,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=TOPIC",
         help=f"topic overrides; names: {', '.join(DEFAULT_TOPICS)}",
     )
-    parser.add_argument("--keys", nargs="*", default=list(DEFAULT_KEYS), help="keys to record")
+    parser.add_argument(
+        "--sim", action="store_true", help="sim_node's topics and the object key (a dp_ros sim)"
+    )
+    parser.add_argument("--keys", nargs="*", default=None, help="keys to record (see below)")
+    parser.add_argument("--task", default="", help="task stored when the bag names none")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="convert a bag the store already holds episodes from (identical ones are skipped)",
+    )
     parser.add_argument("--period", type=float, default=0.05, help="control period (s)")
     parser.add_argument("--tolerance", type=float, default=0.025, help="sync tolerance (s)")
     parser.add_argument("--max-dropped", type=int, default=0, help="dropped frames allowed")
@@ -363,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     from rosbags.rosbag2 import ReaderError
 
     try:
+        keys = args.keys if args.keys is not None else (SIM_KEYS if args.sim else DEFAULT_KEYS)
         options = ConvertOptions(
-            topics=parse_topics(args.topics),
-            keys=tuple(args.keys),
+            topics=parse_topics(args.topics, args.sim),
+            keys=tuple(keys),
+            task=args.task,
+            append=args.append,
             period_s=args.period,
             tolerance_s=args.tolerance,
             max_dropped_steps=args.max_dropped,
@@ -380,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dp-bag-to-store: {error}", file=sys.stderr)
         return 2
     print(report.text())
+    if report.saved == 0:
+        print(f"dp-bag-to-store: no episode saved; {args.store} unchanged", file=sys.stderr)
+        return 1
     return 0
 
 

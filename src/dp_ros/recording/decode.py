@@ -25,7 +25,7 @@ Decoder = Callable[[Any], dict[str, np.ndarray]]
 class AppliedAction:
     stamp_ns: int
     action: np.ndarray  # (Da,) float32
-    source: int  # ActionChunk.sequence: 0 hold, 1 policy, 2 teleop (sim_node's convention)
+    source: int  # ActionChunk.source: 0 unknown, 1 hold, 2 policy, 3 teleop
 
 
 def make_decoder(
@@ -73,7 +73,7 @@ def decode_applied_action(msg: Any, topic: str) -> AppliedAction:
         raise ValueError(
             f"{topic}: expected applied actions, one row per message; got {len(chunk.rows)} rows"
         )
-    return AppliedAction(chunk.first_stamp_ns, chunk.rows[0], int(msg.sequence))
+    return AppliedAction(chunk.first_stamp_ns, chunk.rows[0], int(msg.source))
 
 
 def joint_names_from(text: str) -> tuple[str, ...]:

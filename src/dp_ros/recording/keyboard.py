@@ -11,8 +11,9 @@ Keys (shown by `help_text()`):
     r / f    +z / -z          u / o    +rz / -rz
     space    toggle gripper (open <-> closed)
     + / -    speed up / down (x 1.25, within [min_speed, 1])
-    z        reset the environment
-    b / e    begin recording / end recording (saved as a success)
+    z        reset the environment (ends nothing: stop or cancel the episode first)
+    b / e    begin recording / end recording, saved as a success
+    x        end recording, saved as a failure
     c        cancel (discard) the episode being recorded
     q        quit (Ctrl-C works too)
 
@@ -37,7 +38,9 @@ MOTION_KEYS = {
     "i": (3, 1.0), "k": (3, -1.0), "j": (4, 1.0), "l": (4, -1.0), "u": (5, 1.0), "o": (5, -1.0),
 }  # fmt: skip
 # key -> event the node acts on
-EVENT_KEYS = {"z": "reset", "b": "start", "e": "stop", "c": "discard", "q": "quit"}
+EVENT_KEYS = {
+    "z": "reset", "b": "start", "e": "stop", "x": "stop_failure", "c": "discard", "q": "quit"
+}  # fmt: skip
 SPEED_FACTOR = 1.25
 
 

@@ -33,6 +33,7 @@ from dp_ros.recording.assembler import (
     IncompleteEpisodeError,
 )
 from dp_ros.recording.observation_buffer import ObservationBuffer
+from dp_ros.recording.stored import StoredEpisodes, episode_digest
 
 # EpisodeOutcome.reason of recorder_node's boundary markers (read back by dp-bag-to-store).
 MARKER_START, MARKER_STOP, MARKER_DISCARD = "start", "stop", "discard"
@@ -192,10 +193,18 @@ class SaveResult:
 
 
 def save_finished(
-    store: EpisodeStore, finished: FinishedEpisode, keep_failed: bool, **extra: Any
+    store: EpisodeStore,
+    finished: FinishedEpisode,
+    keep_failed: bool,
+    known: StoredEpisodes | None = None,
+    unique_seeds: bool = True,
+    **extra: Any,
 ) -> SaveResult:
-    """Append a finished episode to `store`, unless it was refused or failed (and not kept).
+    """Append a finished episode to `store`, unless it was refused, failed (and not kept), or
+    is already stored (`known`: a re-recording or an identical copy; see recording.stored).
 
+    An episode an operator ended (metadata `ended_by` "operator") is saved even when marked
+    unsuccessful: the operator asked for it; `keep_failed` concerns automatic outcomes.
     `extra` is added to the episode's metadata. A store that refuses the episode (keys or shapes
     unlike the stored ones) is reported, not raised: the recorder keeps running.
     """
@@ -203,14 +212,24 @@ def save_finished(
         return SaveResult(False, finished.error)
     episode = finished.assembled
     frames = episode.report.steps
-    if finished.metadata.get("success") is False and not keep_failed:
+    by_operator = finished.metadata.get("ended_by") == "operator"
+    if finished.metadata.get("success") is False and not (keep_failed or by_operator):
         return SaveResult(False, f"not saved: unsuccessful episode ({frames} steps)", -1, frames)
-    metadata = {**episode.metadata, **extra}
+    metadata = {**episode.metadata, **extra, "digest": episode_digest(episode.arrays)}
+    if known is not None:
+        refusal = known.refusal(metadata, metadata["digest"], seeds=unique_seeds)
+        if refusal is not None:
+            return SaveResult(False, f"not saved: {refusal}", -1, frames)
     try:
         index = store.append_episode(episode.arrays, metadata)
     except StoreError as error:
         return SaveResult(False, f"the store refused the episode: {error}", -1, frames)
-    return SaveResult(True, f"saved episode {index}: {episode.report.summary()}", index, frames)
+    if known is not None:
+        known.add(index, metadata)
+    outcome = "success" if metadata.get("success") else "failure"
+    seed = metadata.get("seed")
+    label = f"saved episode {index} ({outcome}{'' if seed is None else f', seed {seed}'})"
+    return SaveResult(True, f"{label}: {episode.report.summary()}", index, frames)
 
 
 def open_store(path: str | os.PathLike, create: bool = True) -> EpisodeStore:
