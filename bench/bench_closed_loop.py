@@ -32,7 +32,7 @@ from dp_ros.testing.processes import ChildProcess
 from dp_ros.testing.ros_isolation import isolation_environment
 
 LIFT_OBJECT_SIZE = 10
-SOURCE_CHUNK = 1
+SOURCE_CHUNK = ActionChunk.SOURCE_POLICY
 
 
 def tiny_checkpoint(kind: str, folder: Path) -> Path:
@@ -78,7 +78,7 @@ def measure(seconds: float, warmup: float) -> dict:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
-    from_chunks = sum(1 for msg in applied if msg.sequence == SOURCE_CHUNK)
+    from_chunks = sum(1 for msg in applied if msg.source == SOURCE_CHUNK)
     return {
         "sim_seconds": round(sim_s, 2),
         "wall_seconds": round(wall_s, 2),

@@ -46,7 +46,7 @@ from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STEP_QOS
 from dp_ros.testing.processes import ChildProcess
 from dp_ros.testing.ros_isolation import isolation_environment
 
-SOURCE_CHUNK = 1  # applied_action.sequence: 0 hold, 1 chunk row, 2 teleop
+SOURCE_CHUNK = ActionChunk.SOURCE_POLICY  # an applied action that was a chunk's row
 MOTION = slice(0, 6)  # translation and rotation columns: the gripper toggles by design
 ROUTE_COMMIT = 0.06  # m off the cube's y: half the demonstrator's 0.12 m swing-out
 DROPPED = re.compile(r"dropped as late (\d+)")
@@ -71,7 +71,7 @@ class Recording:
 
     def on_applied(self, msg: ActionChunk) -> None:
         row = np.asarray(msg.data, np.float32)
-        self.applied.append((conv.stamp_to_ns(msg.header.stamp), row, msg.sequence))
+        self.applied.append((conv.stamp_to_ns(msg.header.stamp), row, msg.source))
 
     def on_pose(self, msg: PoseStamped) -> None:
         self.poses.append((conv.stamp_to_ns(msg.header.stamp), msg.pose.position.y))

@@ -349,7 +349,11 @@ class PolicyNode(LifecycleNode):
 
     def _publish(self, outcome: ActOutcome) -> None:
         msg = conv.timed_chunk_to_msg(
-            outcome.chunk, outcome.observation_stamp_ns, self._sequence, self.config.frame_id
+            outcome.chunk,
+            outcome.observation_stamp_ns,
+            self._sequence,
+            self.config.frame_id,
+            source=ActionChunk.SOURCE_POLICY,
         )
         self._chunk_publisher.publish(msg)
         self._sequence += 1
