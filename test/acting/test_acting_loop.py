@@ -1,5 +1,6 @@
 """ActingCore with a real (tiny, untrained) policy: chunks, their stamps, episode boundaries."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -64,11 +65,12 @@ def test_a_chunk_keeps_only_the_rows_not_yet_due(runner, offered_rows):
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_a_new_chunk_continues_the_current_one_on_its_frozen_instants(runner, sampler):
     """Each inference takes 2 steps on the clock. The second, from the observation at T0+3P,
-    expects that much (the first one's measured latency) plus 1 lead step: the current chunk's
-    rows for T0+2P .. T0+5P execute before the new one takes over, so the new chunk repeats
-    them exactly, and its first published row (T0+5P, the first one not late) is one of them."""
+    expects that much (the first one's measured latency): the current chunk's rows for
+    T0+2P .. T0+4P execute before the new one takes over, so the new chunk repeats them exactly;
+    its first published row (T0+5P, the first one not late) is the first overlap row, guided
+    towards the current chunk's but not frozen."""
     runner.sampler = sampler
-    continuation = ContinuationConfig(mode="inpaint", overlap_steps=3, lead_steps=1)
+    continuation = ContinuationConfig(mode="inpaint", overlap_steps=3)
     core = make_core(runner, continuation=continuation)
     feed(core, T0)
     feed(core, T0 + PERIOD)
@@ -80,16 +82,36 @@ def test_a_new_chunk_continues_the_current_one_on_its_frozen_instants(runner, sa
     feed(core, T0 + 3 * PERIOD)
     clock = iter([T0 + 3 * PERIOD, T0 + 5 * PERIOD])
     second = core.act(lambda: next(clock))
-    assert second.held_rows == 4
+    assert second.held_rows == 3
     new = core.committed
     assert new.first_stamp_ns == T0 + 2 * PERIOD
-    np.testing.assert_array_equal(new.rows[:4], current.rows[2:6])
+    np.testing.assert_array_equal(new.rows[:3], current.rows[2:5])
     assert not np.allclose(new.rows[7:14], current.rows[9:16], atol=1e-3)  # free: sampled
     assert second.chunk.first_stamp_ns == T0 + 5 * PERIOD
-    np.testing.assert_array_equal(second.chunk.rows[0], current.rows[5])
+    assert not np.array_equal(second.chunk.rows[0], current.rows[5])
     core.reset(episode_start_ns=T0 + 20 * PERIOD)
     assert core.committed is None  # a new episode continues nothing
     runner.sampler = runner.policy.config.sampler.name
+
+
+def test_the_driver_latency_extends_the_frozen_rows(runner):
+    """Rows due within exec_latency of publication are not offered: the current chunk plays
+    them, so they are frozen too."""
+    continuation = ContinuationConfig(mode="inpaint", overlap_steps=0)
+    core = make_core(runner, continuation=continuation)
+    core.config = dataclasses.replace(core.config, exec_latency_ns=PERIOD)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    clock = iter([T0 + PERIOD, T0 + 3 * PERIOD])
+    core.act(lambda: next(clock))
+    current = core.committed
+    feed(core, T0 + 2 * PERIOD)
+    feed(core, T0 + 3 * PERIOD)
+    clock = iter([T0 + 3 * PERIOD, T0 + 5 * PERIOD])
+    outcome = core.act(lambda: next(clock))
+    assert outcome.held_rows == 4  # T0+2P .. T0+5P: latency 2 steps + 1 step of exec_latency
+    np.testing.assert_array_equal(core.committed.rows[:4], current.rows[2:6])
+    assert outcome.chunk.first_stamp_ns == T0 + 6 * PERIOD  # the first row not frozen
 
 
 def test_without_continuation_the_new_chunk_is_sampled_afresh(runner):

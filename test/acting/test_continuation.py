@@ -62,10 +62,10 @@ def test_hard_schedule_has_no_overlap_and_exponential_decays_faster():
     assert 0 < exponential[-1] < linear[-1] < 1
 
 
-def test_freeze_until_rounds_latency_up_to_whole_steps():
-    assert freeze_until(T0, 0, PERIOD, 1) == T0 + PERIOD
-    assert freeze_until(T0, PERIOD + 1, PERIOD, 1) == T0 + 3 * PERIOD
-    assert freeze_until(T0, 2 * PERIOD, PERIOD, 0) == T0 + 2 * PERIOD
+def test_freeze_until_rounds_latency_up_to_whole_steps_and_adds_the_driver_latency():
+    assert freeze_until(T0, 0, PERIOD) == T0
+    assert freeze_until(T0, PERIOD + 1, PERIOD) == T0 + 2 * PERIOD
+    assert freeze_until(T0, 2 * PERIOD, PERIOD, margin_ns=30 * MS) == T0 + 2 * PERIOD + 30 * MS
 
 
 def test_bad_settings_are_refused_with_the_parameter_named():

@@ -145,13 +145,13 @@ def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consisten
 ):
     """0.2 s added after each inference: rows due before publication (the first 4 of the 15 from
     the observation's instant on) are never offered. With continuation the rows that execute
-    during an inference are frozen to the current chunk's, so each chunk's first row is the one
-    the previous chunk had for that instant; from fresh noise it is not."""
+    during an inference are frozen to the current chunk's and the next ones guided towards
+    them, so consecutive chunks agree where they overlap; from fresh noise they do not."""
     feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
     name = f"slow_policy_{continuation}"
     process = start_policy_node(
         checkpoint, "debug_inference_delay:=0.2", "exec_latency:=0.0",
-        f"continuation:={continuation}", "replan_lead_steps:=3", name=name,
+        f"continuation:={continuation}", name=name,
     )  # fmt: skip
     observer = Observer(context, name)
     try:
@@ -165,17 +165,20 @@ def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consisten
             assert lead_ns >= 200_000_000, lead_ns / 1e6
             assert 1 <= msg.horizon <= OFFERED_ROWS - 4  # rows at 200 .. 700 ms at most
             assert len(msg.data) == msg.horizon * 7
-        agree = []
+        gaps = []  # per pair: mean |difference| of the first two overlapping rows
         for older, newer in zip(messages[1:], messages[2:], strict=False):  # skip the first
             old_rows, new_rows = rows_by_instant(older), rows_by_instant(newer)
-            first = min(new_rows)
-            if first in old_rows:
-                agree.append(bool(np.allclose(new_rows[first], old_rows[first], atol=1e-5)))
-        assert len(agree) >= 3, agree
-        if continuation == "inpaint":  # a late inference (loaded machine) may outrun the lead
-            assert sum(agree) >= len(agree) - 1, agree
+            shared = sorted(set(old_rows) & set(new_rows))[:2]
+            if shared:
+                gaps.append(float(np.mean([np.abs(new_rows[i] - old_rows[i]) for i in shared])))
+        assert len(gaps) >= 3, gaps
+        # Fresh samples of this untrained policy differ by 0.5-0.9 a value (median of 5 pairs
+        # 0.69 in one run); with continuation 0.1-0.3 (median 0.18): the first rows a new chunk
+        # shares with the current one are frozen or guided with weights 8/9, 7/9, ...
+        if continuation == "inpaint":
+            assert np.median(gaps) < 0.35, gaps
         else:
-            assert not any(agree), agree
+            assert np.median(gaps) > 0.45, gaps
     finally:
         observer.close()
         feed.close()

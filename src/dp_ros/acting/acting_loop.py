@@ -154,7 +154,7 @@ class ActingCore:
         """What the new chunk must continue (None: continuation off or nothing to continue)."""
         settings = self.config.continuation
         until_ns = freeze_until(
-            start_ns, self._latency_clock_ns, self.config.period_ns, settings.lead_steps
+            start_ns, self._latency_clock_ns, self.config.period_ns, self.config.exec_latency_ns
         )
         return plan_held_actions(
             self.committed, horizon_first_ns, self.runner.horizon, until_ns, settings

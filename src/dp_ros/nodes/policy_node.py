@@ -80,7 +80,7 @@ class PolicyNodeConfig(RobotStreamParams):
         1,
         "Steps before the current chunk's Ta executed steps run out, on top of the inference "
         "time, at which the next inference starts: fewer executes more of each chunk, more "
-        "leaves slack. With continuation, also the rows frozen beyond the inference time.",
+        "leaves slack.",
         0,
         100,
     )
@@ -99,7 +99,7 @@ class PolicyNodeConfig(RobotStreamParams):
         choices=CONTINUATION_MODES,
     )
     continuation_overlap_steps: int = param(
-        4, "Rows after the frozen ones guided towards the current chunk (inpaint).", 0, 1000
+        8, "Rows after the frozen ones guided towards the current chunk (inpaint).", 0, 1000
     )
     continuation_schedule: str = param(
         "linear",
@@ -136,7 +136,6 @@ class PolicyNodeConfig(RobotStreamParams):
                 mode=self.continuation,
                 overlap_steps=self.continuation_overlap_steps,
                 schedule=self.continuation_schedule,
-                lead_steps=self.replan_lead_steps,
             ),
         )
 
