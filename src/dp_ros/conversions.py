@@ -160,6 +160,10 @@ def joint_state_to_array(
     """sensor_msgs/JointState positions -> (size,) float32, selected by name when names given."""
     positions = np.asarray(msg.position, dtype=np.float32)
     if names:
+        if len(msg.name) != positions.size:
+            raise ValueError(
+                f"{topic}: joint state has {len(msg.name)} names but {positions.size} positions"
+            )
         missing = [name for name in names if name not in msg.name]
         if missing:
             raise ValueError(f"{topic}: joint state lacks joints {missing}; has {list(msg.name)}")

@@ -107,6 +107,10 @@ def test_joint_state_by_name_and_refusals():
         conv.joint_state_to_array(msg, "/gripper", 1, names=["thumb"])
     with pytest.raises(ValueError, match="/gripper: joint state has 3 positions; expected 2"):
         conv.joint_state_to_array(msg, "/gripper", 2)
+    # Fewer positions than names (a driver bug): refused by name, not an IndexError.
+    short = JointState(name=["j1", "finger_r", "finger_l"], position=[0.5])
+    with pytest.raises(ValueError, match="/gripper: joint state has 3 names but 1 positions"):
+        conv.joint_state_to_array(short, "/gripper", 2, names=["finger_l", "finger_r"])
 
 
 def test_action_chunk_round_trip_and_refusals():

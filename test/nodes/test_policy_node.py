@@ -22,7 +22,7 @@ from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
-from dp_ros.testing.robot_feed import RobotFeed
+from dp_ros.testing.robot_feed import DEFAULT_TOPICS, RobotFeed
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.05
@@ -88,7 +88,10 @@ def acting(context, checkpoint):
     """A configured, active policy_node fed by a healthy robot."""
     feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
     # fp16 weights (the CPU's fast path) here; the closed-loop and demo tests act in fp32.
-    process = start_policy_node(checkpoint, "half_weights:=true")
+    # Gripper joints by name: a JointState with fewer positions than names is then a case.
+    process = start_policy_node(
+        checkpoint, "half_weights:=true", "gripper_joint_names:=finger_joint1,finger_joint2"
+    )
     observer = Observer(context)
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
@@ -175,6 +178,17 @@ BAD_INPUTS = {
         "out-of-order stamp",
     ),
     "stale_observations": (dict(stamp_offset_s=-2.0), "", "stale observation"),
+    "fewer_positions_than_names": (
+        dict(short_positions=True),
+        "/gripper/joint_states",
+        "joint state has 2 names but 1 positions",
+    ),
+    # Robot clock skew: every stream an hour ahead of the node's clock.
+    "every_stream_in_the_future": (
+        dict(stamp_offset_s=3600.0),
+        "",
+        "s ahead of this node's clock (tolerance 0.500 s); refused",
+    ),
 }
 
 
@@ -202,6 +216,66 @@ def test_bad_input_publishes_nothing_and_status_names_the_input(acting, case):
     assert observer.spin_until(
         lambda: observer.latest_status().state == PolicyStatus.STATE_ACTING, timeout=20
     ), observer.latest_status().reason
+
+
+SELF_RECOVERING = {
+    "one_message_per_stream_an_hour_ahead": dict(
+        future_once=("agentview", "wrist", "eef_pose", "gripper")
+    ),
+    "fewer_positions_than_names": dict(short_positions=True),
+    "every_stream_in_the_future": dict(stamp_offset_s=3600.0),
+}
+
+
+@pytest.mark.parametrize("case", list(SELF_RECOVERING))
+def test_acts_again_on_healthy_input_without_a_reset(acting, case):
+    observer, feed, process = acting
+    assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=30), process.output()
+    feed.set_faults(**SELF_RECOVERING[case])
+    observer.spin_for(1.5)
+    feed.set_faults()  # healthy again; nobody calls ~/reset
+    observer.spin_for(0.5)
+    observer.chunks.clear()
+    assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=20), (
+        case,
+        [s.reason for s in observer.statuses[-3:]],
+    )
+    assert process.process.poll() is None, "policy_node died"
+    assert "refused message #1 on " in process.output(), process.output()[-2000:]
+
+
+def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpoint):
+    # The robot is the clock (use_sim_time): a simulator restart or a bag loop sends it back.
+    topics = {stream: f"/jumping{topic}" for stream, topic in DEFAULT_TOPICS.items()}
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, publish_clock=True)
+    process = start_policy_node(
+        checkpoint,
+        "use_sim_time:=true",
+        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
+        name="jumping_policy",
+    )
+    observer = Observer(context, "jumping_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        assert observer.lifecycle.transition("configure"), process.output()
+        assert observer.lifecycle.transition("activate"), process.output()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
+        jump_ns = 100 * 1_000_000_000
+        before_jump_ns = time.time_ns()
+        feed.clock_offset_ns = -jump_ns
+        # Chunks stamped on the new timeline: acting resumed after the jump, without a reset.
+        assert observer.spin_until(
+            lambda: any(
+                conv.stamp_to_ns(msg.header.stamp) < before_jump_ns - jump_ns / 2
+                for _, msg in observer.chunks
+            ),
+            timeout=20,
+        ), ([s.reason for s in observer.statuses[-3:]], process.output()[-2000:])
+        assert "clock jumped back" in process.output()
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
 
 
 def test_disable_holds_and_enable_resumes(acting):

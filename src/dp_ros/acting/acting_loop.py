@@ -75,10 +75,10 @@ class ActingCore:
         # Message callbacks add while the inference thread assembles.
         self._lock = threading.Lock()
 
-    def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
-        """Record one observation value (ValueError for out-of-order stamps)."""
+    def add(self, key: str, stamp_ns: int, value: np.ndarray, now_ns: int | None = None) -> str:
+        """Record one observation value; see ObservationSynchronizer.add (ValueError: refused)."""
         with self._lock:
-            self.sync.add(key, stamp_ns, value)
+            return self.sync.add(key, stamp_ns, value, now_ns)
 
     def reset(self, episode_start_ns: int | None = None) -> None:
         """Forget the observations and re-seed the sampler; with `episode_start_ns`, a new

@@ -27,6 +27,7 @@ from dp_msgs.msg import ActionChunk, EpisodeOutcome, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
+from dp_ros.acting.obs_sync import CLOCK_JUMPED, check_stamp
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
@@ -85,6 +86,13 @@ class PolicyNodeConfig(RobotStreamParams):
     debug_inference_delay: float = param(
         0.0, "Extra seconds after each inference (tests of late-step handling only).", 0, 10
     )
+    future_stamp_tolerance: float = param(
+        0.5,
+        "How far (s) an input's stamp may lie ahead of this node's clock; further is refused. "
+        "The clock going back by more clears the observation histories.",
+        0,
+        60,
+    )
 
     def validate(self) -> None:
         if self.sync_tolerance >= self.control_period:
@@ -114,7 +122,9 @@ class PolicyNode(LifecycleNode):
         self.core: ActingCore | None = None
         self.plan: dict[str, str] = {}
         self._input_subscriptions = []
-        self._input_errors: dict[str, tuple[int, str]] = {}  # stream -> (time ns, error)
+        # stream (or "episode") -> (time ns, error, messages refused so far)
+        self._input_errors: dict[str, tuple[int, str, int]] = {}
+        self._clock_jumps = 0  # the acting loop's schedule restarts when this changes
         self._enabled = self.config.start_enabled
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -153,6 +163,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
         self.core = ActingCore(runner, self.config.acting_config())
+        self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
         self._expected_shapes = runner.expected_obs_shapes()
         self._subscribe()
         weights = "fp16 weights, fp32 maths" if runner.half_weights else str(runner.dtype)
@@ -225,10 +236,20 @@ class PolicyNode(LifecycleNode):
             )
 
     def _on_episode_outcome(self, msg: EpisodeOutcome) -> None:
-        """The sim began a new episode at the outcome's stamp: act on its observations only."""
+        """The sim began a new episode at the outcome's stamp: act on its observations only.
+
+        An outcome stamped beyond the future tolerance is refused: as an episode start it would
+        make every observation until then count as the old episode's."""
         core = self.core
-        if core is not None:
-            core.reset(conv.stamp_to_ns(msg.header.stamp))
+        if core is None:
+            return
+        try:
+            stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+            topic = self.config.episode_topic
+            check_stamp(topic, stamp_ns, self._now_ns(), self._future_tolerance_ns())
+            core.reset(stamp_ns)
+        except Exception as error:  # untrusted input: never fatal
+            self._refuse("episode", self.config.episode_topic, error)
 
     def _handler(self, stream_name: str, topic: str):
         """The callback of one stream: convert its message to {key: array}, then record it."""
@@ -261,26 +282,51 @@ class PolicyNode(LifecycleNode):
         return [n.strip() for n in self.config.gripper_joint_names.split(",") if n.strip()]
 
     def _accept(self, stream: str, msg, convert) -> None:
-        """Convert and record one message; a bad one is logged, remembered and skipped."""
+        """Convert and record one message, its stamp judged against this node's clock.
+
+        Any failure is the message's fault (it comes off the wire): logged, counted, named in
+        the status, and skipped; an exception escaping a callback would end the process."""
         core = self.core
         if core is None:
             return
-        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         try:
+            now_ns = self._now_ns()
+            stamp_ns = conv.stamp_to_ns(msg.header.stamp)
             for key, value in convert(msg).items():
-                core.add(key, stamp_ns, value)
-        except ValueError as error:
-            self._input_errors[stream] = (self._now_ns(), str(error))
-            self.get_logger().warning(str(error), throttle_duration_sec=2.0)
+                notice = core.add(key, stamp_ns, value, now_ns)
+                if notice:
+                    self._on_clock_jump(notice)
+        except Exception as error:  # untrusted input: never fatal (see the docstring)
+            self._refuse(stream, self.plan.get(stream, stream), error)
+
+    def _refuse(self, stream: str, topic: str, error: Exception) -> None:
+        """Remember and log why a message of `stream` was refused (one line, throttled)."""
+        text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        if not text.startswith(topic):
+            text = f"{topic}: {text}"
+        count = self._input_errors.get(stream, (0, "", 0))[2] + 1
+        self._input_errors[stream] = (self._now_ns(), text, count)
+        self.get_logger().warning(
+            f"refused message #{count} on {topic}: {text}", throttle_duration_sec=2.0
+        )
+
+    def _on_clock_jump(self, notice: str) -> None:
+        self._clock_jumps += 1
+        self.get_logger().warning(notice)
+
+    def _future_tolerance_ns(self) -> int:
+        return round(self.config.future_stamp_tolerance * NS)
 
     # ---- acting --------------------------------------------------------------------------
 
     def _act_loop(self) -> None:
-        next_start_ns = 0
+        next_start_ns, clock_jumps = 0, self._clock_jumps
         while not self._stop.is_set():
             core = self.core
             if core is None:
                 return
+            if clock_jumps != self._clock_jumps:  # a schedule from before a jump: start afresh
+                next_start_ns, clock_jumps = 0, self._clock_jumps
             if not self._enabled:
                 self._set_status(PolicyStatus.STATE_HOLDING, "disabled via ~/enable", "")
                 self._stop.wait(0.05)
@@ -325,12 +371,14 @@ class PolicyNode(LifecycleNode):
     def _report_not_acting(self, outcome: ActOutcome) -> None:
         """Status names the input: the topic of the key concerned, with its last bad message."""
         reason, input_name = outcome.reason, outcome.input
+        if reason.startswith(CLOCK_JUMPED):  # seen by the synchroniser at assembly
+            self._on_clock_jump(reason)
         for stream_name, topic in self.plan.items():
             if input_name in STREAM_BY_NAME[stream_name].keys:
                 input_name = topic
                 error = self._input_errors.get(stream_name)
-                if error and self._now_ns() - error[0] < 2 * NS:
-                    reason = f"bad input: {error[1]}"
+                if error and 0 <= self._now_ns() - error[0] < 2 * NS:
+                    reason = f"bad input ({error[2]} refused): {error[1]}"
         self._set_status(PolicyStatus.STATE_HOLDING, reason, input_name)
 
     # ---- services and status -------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
 from dp_ros import conversions as conv
@@ -33,15 +34,29 @@ class FeedFaults:
     nan_pose: bool = False
     stamp_offset_s: float = 0.0  # every stamp shifted by this (negative: stale data)
     backwards: tuple[str, ...] = ()  # streams whose stamps run backwards (out of order)
+    future_once: tuple[str, ...] = ()  # streams whose next message only is an hour ahead
+    short_positions: bool = False  # gripper JointState with fewer positions than names
 
 
 class RobotFeed:
     """Publishes the robot streams at `rate_hz` from its own node, spun in a background thread."""
 
     def __init__(
-        self, context, rate_hz: float = 20.0, topics: dict[str, str] | None = None, hw=(84, 84)
+        self,
+        context,
+        rate_hz: float = 20.0,
+        topics: dict[str, str] | None = None,
+        hw=(84, 84),
+        publish_clock: bool = False,
     ) -> None:
+        """With `publish_clock`, the feed is also the robot's clock: it publishes /clock (wall
+        time + `clock_offset_ns`, which a test may change to make the clock jump) before each
+        tick's messages, and stamps them with it."""
         self.node = rclpy.create_node(f"robot_feed_{id(self):x}", context=context)
+        self.clock_offset_ns = 0
+        self._clock_pub = (
+            self.node.create_publisher(Clock, "/clock", 10) if publish_clock else None
+        )
         self.topics = dict(DEFAULT_TOPICS, **(topics or {}))
         self.hw = hw
         self.faults = FeedFaults()
@@ -68,7 +83,11 @@ class RobotFeed:
 
     def _tick(self) -> None:
         faults = self.faults
-        stamp_ns = self.node.get_clock().now().nanoseconds + round(faults.stamp_offset_s * 1e9)
+        now_ns = self.node.get_clock().now().nanoseconds
+        if self._clock_pub is not None:
+            now_ns += self.clock_offset_ns
+            self._clock_pub.publish(Clock(clock=conv.ns_to_stamp(now_ns)))
+        stamp_ns = now_ns + round(faults.stamp_offset_s * 1e9)
         for stream, publisher in self._publishers.items():
             if stream in faults.silent:
                 continue
@@ -76,7 +95,11 @@ class RobotFeed:
             if stream in faults.backwards:
                 self._backwards_ns += 100_000_000
                 stamp = stamp_ns - 2 * self._backwards_ns
+            if stream in faults.future_once:
+                stamp = stamp_ns + 3600 * 1_000_000_000
             publisher.publish(self._message(stream, stamp, faults))
+        if faults.future_once:
+            self.faults = replace(faults, future_once=())
         self.published += 1
 
     def _message(self, stream: str, stamp_ns: int, faults: FeedFaults):
@@ -89,9 +112,8 @@ class RobotFeed:
         if stream == "eef_pose":
             position = np.array([0.1, 0.0, 1.0]) if not faults.nan_pose else np.full(3, np.nan)
             return conv.arrays_to_pose(position, np.array([0.0, 0.0, 0.0, 1.0]), stamp_ns, "base")
-        return conv.array_to_joint_state(
-            np.array([0.02, -0.02]), stamp_ns, ["finger_joint1", "finger_joint2"]
-        )
+        positions = np.array([0.02] if faults.short_positions else [0.02, -0.02])
+        return conv.array_to_joint_state(positions, stamp_ns, ["finger_joint1", "finger_joint2"])
 
     def close(self) -> None:
         self._executor.shutdown()
