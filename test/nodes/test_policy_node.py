@@ -4,12 +4,15 @@ One node process serves the acting and bad-input cases (each case resets it firs
 configure and the lifecycle's memory release get node processes of their own.
 """
 
+import hashlib
+import json
 import os
 import threading
 import time
 
 import pytest
 import rclpy
+from safetensors.torch import load_file, save_file
 from std_srvs.srv import SetBool, Trigger
 
 from dp_msgs.msg import ActionChunk, PolicyStatus
@@ -290,8 +293,8 @@ def test_disable_holds_and_enable_resumes(acting):
     assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=20)
 
 
-def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]:
-    process = start_policy_node(checkpoint_dir, name="refusing_policy")
+def configure_refusal(context, checkpoint_dir, *extra: str) -> tuple[bool, str, PolicyStatus]:
+    process = start_policy_node(checkpoint_dir, *extra, name="refusing_policy")
     observer = Observer(context, "refusing_policy")
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
@@ -305,6 +308,7 @@ def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]
 
         assert observer.spin_until(refused, timeout=10), [s.reason for s in observer.statuses]
         assert process.process.poll() is None, "policy_node died on a bad checkpoint"
+        assert "configure failed: " in process.output(), process.output()[-2000:]
         return accepted, state, observer.latest_status()
     finally:
         observer.close()
@@ -331,6 +335,48 @@ def test_corrupt_checkpoint_is_refused_naming_the_file(context, checkpoint, tmp_
     assert not accepted and state == "unconfigured"
     assert "policy.safetensors" in status.reason, status.reason
     assert status.input == str(corrupt)
+
+
+def _nan_weights(checkpoint, tmp_path):
+    """A copy of `checkpoint` whose first denoiser tensor holds a NaN (its hash re-recorded, as
+    a tamperer would): with half_weights, fp16 packing would hide the NaN from the output."""
+    tensors = load_file(str(checkpoint / "policy.safetensors"))
+    name = next(n for n in tensors if n.startswith("denoiser.") and tensors[n].numel() > 1)
+    tensors[name][0] = float("nan")
+    broken = tmp_path / "nan_weights"
+    broken.mkdir()
+    save_file(tensors, str(broken / "policy.safetensors"))
+    document = json.loads((checkpoint / "policy.json").read_text())
+    document["weights_sha256"] = hashlib.sha256(
+        (broken / "policy.safetensors").read_bytes()
+    ).hexdigest()
+    (broken / "policy.json").write_text(json.dumps(document))
+    return broken, f"tensor {name!r} holds 1 NaN"
+
+
+def _list_shape_meta(checkpoint, tmp_path):
+    broken = tmp_path / "list_shape_meta"
+    broken.mkdir()
+    (broken / "policy.safetensors").write_bytes((checkpoint / "policy.safetensors").read_bytes())
+    document = json.loads((checkpoint / "policy.json").read_text())
+    document["config"]["shape_meta"]["obs"] = [1, 2]
+    (broken / "policy.json").write_text(json.dumps(document))
+    return broken, "ShapeMeta.obs=[1, 2] is invalid"
+
+
+# A node of its own per case: the malformed config's node case is slow-marked (the checkpoint
+# loader's unit tests cover it in the suite).
+@pytest.mark.parametrize(
+    "breaker", [_nan_weights, pytest.param(_list_shape_meta, marks=pytest.mark.slow)]
+)
+def test_broken_checkpoint_fails_configure_with_the_cause_logged_and_in_the_status(
+    context, checkpoint, tmp_path, breaker
+):
+    broken, cause = breaker(checkpoint, tmp_path)
+    accepted, state, status = configure_refusal(context, broken, "half_weights:=true")
+    assert not accepted and state == "unconfigured"
+    assert cause in status.reason, status.reason
+    assert status.input == str(broken)
 
 
 def resident_mb(pid: int) -> float:

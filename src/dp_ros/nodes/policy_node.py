@@ -158,14 +158,16 @@ class PolicyNode(LifecycleNode):
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
             runner.warmup()
-        except (OSError, ValueError, RuntimeError) as error:
-            self._set_status(PolicyStatus.STATE_UNCONFIGURED, str(error), self.config.checkpoint)
-            self.get_logger().error(f"configure failed: {error}")
+            self.core = ActingCore(runner, self.config.acting_config())
+            self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
+            self._expected_shapes = runner.expected_obs_shapes()
+            self._subscribe()
+        except Exception as error:  # whatever the cause, the log and the status name it
+            self._release()
+            text = str(error) if isinstance(error, ValueError) else repr(error)
+            self._set_status(PolicyStatus.STATE_UNCONFIGURED, text, self.config.checkpoint)
+            self.get_logger().error(f"configure failed: {text}")
             return TransitionCallbackReturn.FAILURE
-        self.core = ActingCore(runner, self.config.acting_config())
-        self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
-        self._expected_shapes = runner.expected_obs_shapes()
-        self._subscribe()
         weights = "fp16 weights, fp32 maths" if runner.half_weights else str(runner.dtype)
         self.get_logger().info(
             f"loaded {self.config.checkpoint} on {self.config.device} ({weights}): "
