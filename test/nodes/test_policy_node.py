@@ -186,6 +186,11 @@ BAD_INPUTS = {
         "/gripper/joint_states",
         "joint state has 2 names but 1 positions",
     ),
+    "out_of_training_range": (
+        dict(far_pose=True),
+        "/eef_pose",
+        "input robot0_eef_pos[0]=1e+06 is 5e+05 training ranges outside [-1, 1]; holding",
+    ),
     # Robot clock skew: every stream an hour ahead of the node's clock.
     "every_stream_in_the_future": (
         dict(stamp_offset_s=3600.0),
@@ -221,12 +226,14 @@ def test_bad_input_publishes_nothing_and_status_names_the_input(acting, case):
     ), observer.latest_status().reason
 
 
-SELF_RECOVERING = {
-    "one_message_per_stream_an_hour_ahead": dict(
-        future_once=("agentview", "wrist", "eef_pose", "gripper")
+SELF_RECOVERING = {  # case: (faults, what the node's log says)
+    "one_message_per_stream_an_hour_ahead": (
+        dict(future_once=("agentview", "wrist", "eef_pose", "gripper")),
+        "refused message #1 on ",
     ),
-    "fewer_positions_than_names": dict(short_positions=True),
-    "every_stream_in_the_future": dict(stamp_offset_s=3600.0),
+    "fewer_positions_than_names": (dict(short_positions=True), "refused message #1 on "),
+    "out_of_training_range": (dict(far_pose=True), "training ranges outside"),
+    "every_stream_in_the_future": (dict(stamp_offset_s=3600.0), "refused message #1 on "),
 }
 
 
@@ -234,7 +241,8 @@ SELF_RECOVERING = {
 def test_acts_again_on_healthy_input_without_a_reset(acting, case):
     observer, feed, process = acting
     assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=30), process.output()
-    feed.set_faults(**SELF_RECOVERING[case])
+    faults, logged = SELF_RECOVERING[case]
+    feed.set_faults(**faults)
     observer.spin_for(1.5)
     feed.set_faults()  # healthy again; nobody calls ~/reset
     observer.spin_for(0.5)
@@ -244,7 +252,7 @@ def test_acts_again_on_healthy_input_without_a_reset(acting, case):
         [s.reason for s in observer.statuses[-3:]],
     )
     assert process.process.poll() is None, "policy_node died"
-    assert "refused message #1 on " in process.output(), process.output()[-2000:]
+    assert logged in process.output(), process.output()[-2000:]
 
 
 def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpoint):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_ros.acting.chunk_timing import TimedChunk, schedule_executed_actions
+from dp_ros.acting.input_guard import InputGuard
 from dp_ros.acting.obs_sync import NotReady, ObservationSynchronizer, SyncConfig
 from dp_ros.policy.runtime import PolicyRunner
 
@@ -61,6 +62,9 @@ def check_actions(actions: np.ndarray, limit: float) -> str:
 class ActingCore:
     """The synchroniser and the policy runner, and the rule that turns them into chunks."""
 
+    # Holds, naming the input, when an observation lies far outside the training data.
+    input_guard: InputGuard | None = None
+
     def __init__(self, runner: PolicyRunner, config: ActingConfig, history: int = 64) -> None:
         self.runner = runner
         self.config = config
@@ -94,6 +98,8 @@ class ActingCore:
             observation = self.sync.assemble(assembled_ns)
         if isinstance(observation, NotReady):
             return ActOutcome(None, observation.reason, observation.key)
+        if self.input_guard and (far := self.input_guard.check(observation.values)):
+            return ActOutcome(None, far.reason, far.key)
         start = time.perf_counter()
         prediction = self.runner.predict(observation.values)
         inference_s = time.perf_counter() - start

@@ -26,6 +26,7 @@ from std_srvs.srv import SetBool, Trigger
 from dp_msgs.msg import ActionChunk, EpisodeOutcome, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
+from dp_ros.acting.input_guard import InputGuard
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
 from dp_ros.acting.obs_sync import CLOCK_JUMPED, check_stamp
 from dp_ros.keys import EEF_POS, EEF_QUAT
@@ -92,6 +93,14 @@ class PolicyNodeConfig(RobotStreamParams):
         "The clock going back by more clears the observation histories.",
         0,
         60,
+    )
+    input_guard: float = param(
+        5.0,
+        "Hold when a low-dim input lies further outside its training range (the checkpoint's "
+        "normaliser min/max) than this many ranges, per feature; 0: no guard. Healthy Lift "
+        "closed loops reach 2.6 (bench/bench_input_guard.py).",
+        0,
+        1e9,
     )
 
     def validate(self) -> None:
@@ -160,6 +169,9 @@ class PolicyNode(LifecycleNode):
             runner.warmup()
             self.core = ActingCore(runner, self.config.acting_config())
             self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
+            self.core.input_guard = InputGuard.from_stats(
+                runner.policy.normalizer.stats, runner.obs_keys, self.config.input_guard
+            )
             self._expected_shapes = runner.expected_obs_shapes()
             self._subscribe()
         except Exception as error:  # whatever the cause, the log and the status name it

@@ -36,6 +36,7 @@ class FeedFaults:
     backwards: tuple[str, ...] = ()  # streams whose stamps run backwards (out of order)
     future_once: tuple[str, ...] = ()  # streams whose next message only is an hour ahead
     short_positions: bool = False  # gripper JointState with fewer positions than names
+    far_pose: bool = False  # finite but absurd: the end effector a thousand km away
 
 
 class RobotFeed:
@@ -111,6 +112,8 @@ class RobotFeed:
             return msg
         if stream == "eef_pose":
             position = np.array([0.1, 0.0, 1.0]) if not faults.nan_pose else np.full(3, np.nan)
+            if faults.far_pose:
+                position = np.array([1e6, 0.0, 1.0])
             return conv.arrays_to_pose(position, np.array([0.0, 0.0, 0.0, 1.0]), stamp_ns, "base")
         positions = np.array([0.02] if faults.short_positions else [0.02, -0.02])
         return conv.array_to_joint_state(positions, stamp_ns, ["finger_joint1", "finger_joint2"])
