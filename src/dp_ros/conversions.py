@@ -49,6 +49,16 @@ def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * NS_PER_S + stamp.nanosec
 
 
+def serialized_stamp_ns(raw: bytes, topic: str) -> int:
+    """header.stamp of a serialised (CDR) message that starts with a std_msgs/Header, read
+    without deserialising it: 4 bytes of encapsulation (byte 1: 1 little-endian, 0 big), then
+    int32 sec and uint32 nanosec."""
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
+        raise ValueError(f"{topic}: not a CDR-serialised message ({len(raw)} bytes)")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * NS_PER_S + nanosec
+
+
 def ns_to_stamp(ns: int) -> Time:
     return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
 

@@ -157,3 +157,29 @@ def test_assembly_notices_a_clock_jump_and_refuses_future_histories():
     sync.add("pose", T0 + 3600_000 * MS, np.zeros(1))
     result = sync.assemble(T0)
     assert isinstance(result, NotReady) and "ahead of this node's clock" in result.reason
+
+
+def test_a_1khz_stream_is_decimated_so_the_history_still_spans_the_observation_window():
+    # To=2 instants 100 ms apart; 64 messages of a 1 kHz stream span only 64 ms.
+    def feed(sync):
+        for i in range(1000):  # 1 s of pose at 1 kHz, camera at 10 Hz
+            stamp = T0 + i * MS
+            if sync.would_keep("pose", stamp):
+                sync.add("pose", stamp, np.array([i]), now_ns=stamp)
+            if i % 100 == 0:
+                sync.add("camera", stamp, np.array([i]), now_ns=stamp)
+        return sync.assemble(T0 + 999 * MS)
+
+    undecimated = feed(make_sync())
+    assert isinstance(undecimated, NotReady) and undecimated.key == "pose"
+    sync = make_sync()
+    sync.min_interval_ns = 5 * MS
+    observation = feed(sync)
+    assert isinstance(observation, Observation), observation
+    assert observation.source_stamps_ns["pose"].tolist() == [T0 + 800 * MS, T0 + 900 * MS]
+    kept = sync.histories["pose"]
+    assert len(kept) == 64 and kept.newest_stamp_ns == T0 + 995 * MS  # one per 5 ms
+    # A message dropped as too close is not an error; an out-of-order one still is.
+    assert not sync.would_keep("pose", T0 + 997 * MS)
+    with pytest.raises(ValueError, match="out-of-order"):
+        sync.add("pose", T0 + 990 * MS, np.array([0]), now_ns=T0 + 999 * MS)

@@ -208,3 +208,15 @@ def test_action_chunk_round_trip_and_refusals():
     nan_msg = conv.timed_chunk_to_msg(TimedChunk(0, 1, rows), 0, 0)
     with pytest.raises(ValueError, match="/action_chunk: action chunk contains NaN"):
         conv.msg_to_timed_chunk(nan_msg, "/action_chunk")
+
+
+def test_stamp_is_read_from_serialised_bytes_without_deserialising():
+    from rclpy.serialization import serialize_message
+
+    stamp = 1_700_000_000_123_456_789
+    pose = conv.arrays_to_pose(np.zeros(3), np.array([0, 0, 0, 1.0]), stamp, "base")
+    image = conv.rgb_to_image(reference_rgb(), stamp + 1, "camera")
+    assert conv.serialized_stamp_ns(serialize_message(pose), TOPIC) == stamp
+    assert conv.serialized_stamp_ns(serialize_message(image), TOPIC) == stamp + 1
+    with pytest.raises(ValueError, match=f"{TOPIC}: not a CDR-serialised message"):
+        conv.serialized_stamp_ns(b"\x01\x02", TOPIC)

@@ -88,3 +88,22 @@ def test_damaged_store_is_refused_before_training_naming_array_and_episode(
     assert len(err.splitlines()) == 1 and str(store) in err, err
     assert re.search(message, err), err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_store_is_damaged(tmp_path, capsys, good_store):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    (run / "checkpoints" / "best" / "policy.json").write_text("{}")
+    store = tmp_path / "damaged.zarr"
+    shutil.copytree(good_store, store)
+    _missing_image_chunk(store)
+    code, err = run_cli(
+        capsys,
+        "config/train/tiny_test.yaml",
+        f"dataset.path={store}",
+        f"output.dir={run}",
+        "output.overwrite=true",
+        f"dataset.obs_keys=[robot0_eef_pos, object, {AGENTVIEW_IMAGE}]",
+    )
+    assert code == 2 and "is missing" in err, err
+    assert (run / "checkpoints" / "best" / "policy.json").read_text() == "{}"

@@ -143,6 +143,11 @@ class ObservationSynchronizer:
         self.episode_start_ns = 0
         # How far ahead of the receiver's clock a stamp may be (see the module docstring).
         self.future_tolerance_ns = DEFAULT_FUTURE_TOLERANCE_NS
+        # Keep at most one message per this interval per stream (0: all). A 1 kHz pose
+        # stream would otherwise fill the history with 64 ms of messages, too short for To
+        # instants a period apart, and cost a conversion per message. The message used for an
+        # instant is then at most this much further from it than the nearest one received.
+        self.min_interval_ns = 0
         self._latest_now_ns: int | None = None
 
     @property
@@ -163,10 +168,19 @@ class ObservationSynchronizer:
         if now_ns is not None:
             notice = self.follow_clock(now_ns)
             check_stamp(key, stamp_ns, now_ns, self.future_tolerance_ns)
-        if stamp_ns < self.episode_start_ns:
+        if stamp_ns < self.episode_start_ns or not self.would_keep(key, stamp_ns):
             return notice
         history.add(stamp_ns, value)
         return notice
+
+    def would_keep(self, key: str, stamp_ns: int) -> bool:
+        """False for a message `add` would drop as too close after the last one kept (so a
+        caller can skip converting it); True otherwise, refusals included (add names them)."""
+        history = self.histories.get(key)
+        newest = history.newest_stamp_ns if history is not None else None
+        if newest is None or self.min_interval_ns <= 0 or stamp_ns <= newest:
+            return True
+        return stamp_ns - newest >= self.min_interval_ns
 
     def follow_clock(self, now_ns: int) -> str:
         """Note the receiver's clock; if it went back by more than the future tolerance, clear

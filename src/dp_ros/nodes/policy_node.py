@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -169,6 +170,7 @@ class PolicyNode(LifecycleNode):
             runner.warmup()
             self.core = ActingCore(runner, self.config.acting_config())
             self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
+            self.core.sync.min_interval_ns = round(self.config.sync_tolerance * NS / 4)
             self.core.input_guard = InputGuard.from_stats(
                 runner.policy.normalizer.stats, runner.obs_keys, self.config.input_guard
             )
@@ -238,9 +240,11 @@ class PolicyNode(LifecycleNode):
                 message_type = CompressedImage if self.config.compressed_images else Image
             else:
                 message_type = PoseStamped if kind == "pose" else JointState
-            callback = self._handler(stream_name, topic)
+            callback = self._handler(stream_name, topic, message_type)
+            # raw: the stamp is read from the serialised bytes, and only messages the
+            # synchroniser keeps are deserialised (64 us each for a PoseStamped here).
             self._input_subscriptions.append(
-                self.create_subscription(message_type, topic, callback, SENSOR_QOS)
+                self.create_subscription(message_type, topic, callback, SENSOR_QOS, raw=True)
             )
         if self.config.episode_topic:
             self._input_subscriptions.append(
@@ -265,8 +269,8 @@ class PolicyNode(LifecycleNode):
         except Exception as error:  # untrusted input: never fatal
             self._refuse("episode", self.config.episode_topic, error)
 
-    def _handler(self, stream_name: str, topic: str):
-        """The callback of one stream: convert its message to {key: array}, then record it."""
+    def _handler(self, stream_name: str, topic: str, message_type):
+        """The callback of one stream: serialised message -> {key: array}, then record it."""
         stream = STREAM_BY_NAME[stream_name]
         key = stream.keys[0]
         if stream.kind == "image":
@@ -290,13 +294,16 @@ class PolicyNode(LifecycleNode):
             def convert(msg):
                 return {key: conv.joint_state_to_array(msg, topic, size, names)}
 
-        return lambda msg: self._accept(stream_name, msg, convert)
+        def convert_raw(raw: bytes):
+            return convert(deserialize_message(raw, message_type))
+
+        return lambda raw: self._accept(stream_name, raw, convert_raw)
 
     def _gripper_joint_names(self) -> list[str]:
         return [n.strip() for n in self.config.gripper_joint_names.split(",") if n.strip()]
 
-    def _accept(self, stream: str, msg, convert) -> None:
-        """Convert and record one message, its stamp judged against this node's clock.
+    def _accept(self, stream: str, raw: bytes, convert) -> None:
+        """Convert and record one serialised message, its stamp judged against this node's clock.
 
         Any failure is the message's fault (it comes off the wire): logged, counted, named in
         the status, and skipped; an exception escaping a callback would end the process."""
@@ -304,9 +311,12 @@ class PolicyNode(LifecycleNode):
         if core is None:
             return
         try:
+            stamp_ns = conv.serialized_stamp_ns(raw, self.plan[stream])
+            # A high-rate stream: most messages are dropped here, before deserialisation.
+            if not core.sync.would_keep(STREAM_BY_NAME[stream].keys[0], stamp_ns):
+                return
             now_ns = self._now_ns()
-            stamp_ns = conv.stamp_to_ns(msg.header.stamp)
-            for key, value in convert(msg).items():
+            for key, value in convert(raw).items():
                 notice = core.add(key, stamp_ns, value, now_ns)
                 if notice:
                     self._on_clock_jump(notice)

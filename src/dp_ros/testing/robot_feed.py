@@ -49,10 +49,12 @@ class RobotFeed:
         topics: dict[str, str] | None = None,
         hw=(84, 84),
         publish_clock: bool = False,
+        rates_hz: dict[str, float] | None = None,
     ) -> None:
         """With `publish_clock`, the feed is also the robot's clock: it publishes /clock (wall
         time + `clock_offset_ns`, which a test may change to make the clock jump) before each
-        tick's messages, and stamps them with it."""
+        tick's messages, and stamps them with it. `rates_hz` gives streams their own rate
+        (e.g. {"eef_pose": 1000.0, "agentview": 60.0}); the others publish at `rate_hz`."""
         self.node = rclpy.create_node(f"robot_feed_{id(self):x}", context=context)
         self.clock_offset_ns = 0
         self._clock_pub = (
@@ -72,7 +74,12 @@ class RobotFeed:
             ),
             "gripper": self.node.create_publisher(JointState, self.topics["gripper"], SENSOR_QOS),
         }
-        self.node.create_timer(1.0 / rate_hz, self._tick)
+        rates = {stream: rate_hz for stream in self._publishers} | dict(rates_hz or {})
+        if len(set(rates.values())) == 1:
+            self.node.create_timer(1.0 / rate_hz, self._tick)
+        else:  # one timer per stream (no /clock: its ticks would not line up)
+            for stream, rate in rates.items():
+                self.node.create_timer(1.0 / rate, lambda s=stream: self._tick_one(s))
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
@@ -102,6 +109,11 @@ class RobotFeed:
         if faults.future_once:
             self.faults = replace(faults, future_once=())
         self.published += 1
+
+    def _tick_one(self, stream: str) -> None:
+        if stream not in self.faults.silent:
+            stamp_ns = self.node.get_clock().now().nanoseconds
+            self._publishers[stream].publish(self._message(stream, stamp_ns, self.faults))
 
     def _message(self, stream: str, stamp_ns: int, faults: FeedFaults):
         if stream in ("agentview", "wrist"):
