@@ -289,6 +289,40 @@ def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpo
         process.stop()
 
 
+@pytest.mark.slow  # a node of its own; conversions' unit tests cover the decoder in the suite
+def test_decompression_bomb_is_refused_from_its_header_and_acting_resumes(context, checkpoint):
+    topics = {stream: f"/compressed{topic}" for stream, topic in DEFAULT_TOPICS.items()}
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, compressed=True)
+    process = start_policy_node(
+        checkpoint,
+        "compressed_images:=true",
+        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
+        name="compressed_policy",
+    )
+    observer = Observer(context, "compressed_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        assert observer.lifecycle.transition("configure"), process.output()
+        assert observer.lifecycle.transition("activate"), process.output()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
+        before_mb = resident_mb(process.process.pid, "VmHWM")  # the peak so far
+        feed.set_faults(bomb=("agentview",))
+        assert observer.spin_until(
+            lambda: "image is 10000x10000" in observer.latest_status().reason, timeout=15
+        ), observer.latest_status().reason
+        observer.chunks.clear()
+        observer.spin_for(1.5)
+        assert observer.chunks == [] and observer.latest_status().input == topics["agentview"]
+        # Decoding one 10000x10000 frame would take 300 MB (the peak would show it).
+        assert resident_mb(process.process.pid, "VmHWM") - before_mb < 100
+        feed.set_faults()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=20)
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
+
+
 def test_disable_holds_and_enable_resumes(acting):
     observer, feed, process = acting
     observer.enable(False)
@@ -387,10 +421,11 @@ def test_broken_checkpoint_fails_configure_with_the_cause_logged_and_in_the_stat
     assert status.input == str(broken)
 
 
-def resident_mb(pid: int) -> float:
+def resident_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or at its peak (VmHWM), MB."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
 

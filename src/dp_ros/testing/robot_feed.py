@@ -5,15 +5,17 @@ timer, all stamped with the same instant, the way a robot driver with synchronis
 Each fault is a field of `FeedFaults` so a test states exactly which input is broken and how.
 """
 
+import struct
 import threading
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from dp_ros import conversions as conv
 from dp_ros.nodes.qos import SENSOR_QOS
@@ -37,6 +39,7 @@ class FeedFaults:
     future_once: tuple[str, ...] = ()  # streams whose next message only is an hour ahead
     short_positions: bool = False  # gripper JointState with fewer positions than names
     far_pose: bool = False  # finite but absurd: the end effector a thousand km away
+    bomb: tuple[str, ...] = ()  # cameras whose JPEG declares 10000x10000 (compressed feeds)
 
 
 class RobotFeed:
@@ -50,12 +53,16 @@ class RobotFeed:
         hw=(84, 84),
         publish_clock: bool = False,
         rates_hz: dict[str, float] | None = None,
+        compressed: bool = False,
     ) -> None:
         """With `publish_clock`, the feed is also the robot's clock: it publishes /clock (wall
         time + `clock_offset_ns`, which a test may change to make the clock jump) before each
         tick's messages, and stamps them with it. `rates_hz` gives streams their own rate
-        (e.g. {"eef_pose": 1000.0, "agentview": 60.0}); the others publish at `rate_hz`."""
+        (e.g. {"eef_pose": 1000.0, "agentview": 60.0}); the others publish at `rate_hz`.
+        With `compressed`, cameras publish sensor_msgs/CompressedImage (JPEG)."""
         self.node = rclpy.create_node(f"robot_feed_{id(self):x}", context=context)
+        self.compressed = compressed
+        image_type = CompressedImage if compressed else Image
         self.clock_offset_ns = 0
         self._clock_pub = (
             self.node.create_publisher(Clock, "/clock", 10) if publish_clock else None
@@ -67,8 +74,10 @@ class RobotFeed:
         self._rng = np.random.default_rng(0)
         self._backwards_ns = 0
         self._publishers = {
-            "agentview": self.node.create_publisher(Image, self.topics["agentview"], SENSOR_QOS),
-            "wrist": self.node.create_publisher(Image, self.topics["wrist"], SENSOR_QOS),
+            "agentview": self.node.create_publisher(
+                image_type, self.topics["agentview"], SENSOR_QOS
+            ),
+            "wrist": self.node.create_publisher(image_type, self.topics["wrist"], SENSOR_QOS),
             "eef_pose": self.node.create_publisher(
                 PoseStamped, self.topics["eef_pose"], SENSOR_QOS
             ),
@@ -119,6 +128,8 @@ class RobotFeed:
         if stream in ("agentview", "wrist"):
             height, width = faults.image_hw.get(stream, self.hw)
             rgb = self._rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            if self.compressed:
+                return self._jpeg(rgb, stamp_ns, stream, bomb=stream in faults.bomb)
             msg = conv.rgb_to_image(rgb, stamp_ns, stream)
             msg.encoding = faults.encodings.get(stream, "rgb8")
             return msg
@@ -129,6 +140,19 @@ class RobotFeed:
             return conv.arrays_to_pose(position, np.array([0.0, 0.0, 0.0, 1.0]), stamp_ns, "base")
         positions = np.array([0.02] if faults.short_positions else [0.02, -0.02])
         return conv.array_to_joint_state(positions, stamp_ns, ["finger_joint1", "finger_joint2"])
+
+    @staticmethod
+    def _jpeg(rgb: np.ndarray, stamp_ns: int, frame_id: str, bomb: bool) -> CompressedImage:
+        """A JPEG of `rgb`; a bomb declares 10000x10000 pixels in its frame header (SOF0)."""
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        data = bytearray(encoded.tobytes())
+        if bomb:
+            sof = data.find(b"\xff\xc0")
+            data[sof + 5 : sof + 9] = struct.pack(">HH", 10000, 10000)
+        msg = CompressedImage(format="jpeg", data=bytes(data))
+        msg.header.stamp = conv.ns_to_stamp(stamp_ns)
+        msg.header.frame_id = frame_id
+        return msg
 
     def close(self) -> None:
         self._executor.shutdown()
