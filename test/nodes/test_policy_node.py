@@ -406,11 +406,10 @@ def _list_shape_meta(checkpoint, tmp_path):
     return broken, "ShapeMeta.obs=[1, 2] is invalid"
 
 
-# A node of its own per case: the malformed config's node case is slow-marked (the checkpoint
-# loader's unit tests cover it in the suite).
-@pytest.mark.parametrize(
-    "breaker", [_nan_weights, pytest.param(_list_shape_meta, marks=pytest.mark.slow)]
-)
+# A node of its own per case (~17 s each here): slow-marked; in the suite the checkpoint
+# loader's unit tests cover both causes and test_corrupt_checkpoint_* the node's refusal path.
+@pytest.mark.slow
+@pytest.mark.parametrize("breaker", [_nan_weights, _list_shape_meta])
 def test_broken_checkpoint_fails_configure_with_the_cause_logged_and_in_the_status(
     context, checkpoint, tmp_path, breaker
 ):
