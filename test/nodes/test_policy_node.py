@@ -93,7 +93,10 @@ def acting(context, checkpoint):
     # fp16 weights (the CPU's fast path) here; the closed-loop and demo tests act in fp32.
     # Gripper joints by name: a JointState with fewer positions than names is then a case.
     process = start_policy_node(
-        checkpoint, "half_weights:=true", "gripper_joint_names:=finger_joint1,finger_joint2"
+        checkpoint,
+        "half_weights:=true",
+        "gripper_joint_names:=finger_joint1,finger_joint2",
+        "input_guard:=5.0",
     )
     observer = Observer(context)
     try:

@@ -96,10 +96,11 @@ class PolicyNodeConfig(RobotStreamParams):
         60,
     )
     input_guard: float = param(
-        5.0,
+        0.0,
         "Hold when a low-dim input lies further outside its training range (the checkpoint's "
-        "normaliser min/max) than this many ranges, per feature; 0: no guard. Healthy Lift "
-        "closed loops reach 2.6 (bench/bench_input_guard.py).",
+        "normaliser min/max) than this many ranges, per feature; 0: no guard. Off by default: "
+        "a Lift closed loop over ROS tripped it at 5 (README); measure your robot's with "
+        "bench/bench_input_guard.py first.",
         0,
         1e9,
     )
