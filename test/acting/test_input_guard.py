@@ -48,3 +48,28 @@ def test_margin_zero_or_no_statistics_means_no_guard():
     assert InputGuard.from_stats({}, ["pos"], 5.0) is None
     with pytest.raises(ValueError, match="margin=0"):
         InputGuard({"pos": (np.zeros(1), np.ones(1))}, 0)
+
+
+def test_acting_core_holds_naming_the_input_before_running_the_policy(tmp_path):
+    from dp_ros.acting.acting_loop import ActingConfig, ActingCore
+    from dp_ros.policy.config import ShapeMeta
+    from dp_ros.policy.runtime import PolicyRunner
+    from dp_ros.testing.checkpoints import make_tiny_checkpoint
+
+    meta = ShapeMeta(low_dim={"robot0_eef_pos": 3})
+    runner = PolicyRunner.from_checkpoint(make_tiny_checkpoint(tmp_path / "ckpt", meta))
+    config = ActingConfig(50_000_000, 5_000_000, 500_000_000, 0, 10.0)
+    core = ActingCore(runner, config)
+    core.input_guard = InputGuard.from_stats(runner.policy.normalizer.stats, runner.obs_keys, 5.0)
+    predicted = []
+    runner_predict = runner.predict
+    runner.predict = lambda obs: predicted.append(obs) or runner_predict(obs)
+    core.reset(10**9)  # an episode starting here: one observation is enough
+    core.add("robot0_eef_pos", 10**9, np.array([1e6, 0, 0], np.float32))
+    outcome = core.act(lambda: 10**9)
+    assert outcome.chunk is None and outcome.input == "robot0_eef_pos"
+    assert outcome.reason.startswith("input robot0_eef_pos[0]=1e+06 is 5e+05 training ranges")
+    assert predicted == []
+    core.reset(2 * 10**9)
+    core.add("robot0_eef_pos", 2 * 10**9, np.array([0.5, 0, 0], np.float32))
+    assert core.act(lambda: 2 * 10**9).chunk is not None
