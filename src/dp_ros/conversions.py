@@ -10,10 +10,12 @@ without it (and is what runs on machines with ROS from PyPI wheels, which have n
 """
 
 import array
+import struct
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import simplejpeg
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -45,6 +47,16 @@ RAW_ENCODINGS = {
 
 def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * NS_PER_S + stamp.nanosec
+
+
+def serialized_stamp_ns(raw: bytes, topic: str) -> int:
+    """header.stamp of a serialised (CDR) message that starts with a std_msgs/Header, read
+    without deserialising it: 4 bytes of encapsulation (byte 1: 1 little-endian, 0 big), then
+    int32 sec and uint32 nanosec."""
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
+        raise ValueError(f"{topic}: not a CDR-serialised message ({len(raw)} bytes)")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * NS_PER_S + nanosec
 
 
 def ns_to_stamp(ns: int) -> Time:
@@ -96,16 +108,67 @@ def image_to_rgb(
     return np.ascontiguousarray(pixels[:, :, list(order)])
 
 
+# Without an expected size (the recorder), the most pixels a compressed image may declare: 16.7 MP
+# is 50 MB of RGB, far above any camera a policy is trained on.
+MAX_COMPRESSED_PIXELS = 4096 * 4096
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def compressed_image_to_rgb(
     msg: CompressedImage, topic: str, expected_hw: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB."""
-    encoded = np.frombuffer(msg.data, dtype=np.uint8)
-    bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if encoded.size else None
-    if bgr is None:
-        raise ValueError(f"{topic}: could not decode compressed image (format {msg.format!r})")
-    _check_size(topic, bgr.shape[:2], expected_hw)
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB.
+
+    The size the header declares is checked before anything is decoded (a message of a few
+    hundred KB can declare 10000x10000 pixels). JPEG is decoded by libjpeg-turbo through
+    simplejpeg in strict mode, so data libjpeg calls corrupt (its warnings, which OpenCV's
+    imdecode prints to stderr and then returns the garbage) is refused; JPEG has no checksum,
+    so corruption libjpeg cannot see still decodes (README). PNG's chunks are CRC-checked by
+    libpng. The pixels are those OpenCV gives (same libjpeg-turbo and libpng decoders).
+    """
+    data = bytes(msg.data)
+    if data.startswith(PNG_SIGNATURE):
+        kind, height, width = "PNG", *_png_header_hw(data, topic)
+    elif data.startswith(b"\xff\xd8"):
+        kind, height, width = "JPEG", *_jpeg_header_hw(data, topic)
+    else:
+        raise ValueError(
+            f"{topic}: could not decode compressed image (format {msg.format!r}): the data is "
+            "neither JPEG nor PNG"
+        )
+    _check_size(topic, (height, width), expected_hw)
+    if height * width > MAX_COMPRESSED_PIXELS:
+        raise ValueError(
+            f"{topic}: compressed image declares {height}x{width} pixels; at most "
+            f"{MAX_COMPRESSED_PIXELS} are decoded"
+        )
+    if kind == "JPEG":
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{topic}: corrupt JPEG data ({exc})") from exc
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape[:2] != (height, width):
+        raise ValueError(f"{topic}: corrupt PNG data (libpng could not decode it)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _png_header_hw(data: bytes, topic: str) -> tuple[int, int]:
+    """(height, width) from the IHDR chunk, which the PNG standard puts first."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ValueError(f"{topic}: could not decode compressed image: PNG without an IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+def _jpeg_header_hw(data: bytes, topic: str) -> tuple[int, int]:
+    try:
+        width, height, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise ValueError(
+            f"{topic}: could not decode compressed image: bad JPEG header ({exc})"
+        ) from exc
+    return height, width
 
 
 def rgb_to_image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
@@ -160,6 +223,10 @@ def joint_state_to_array(
     """sensor_msgs/JointState positions -> (size,) float32, selected by name when names given."""
     positions = np.asarray(msg.position, dtype=np.float32)
     if names:
+        if len(msg.name) != positions.size:
+            raise ValueError(
+                f"{topic}: joint state has {len(msg.name)} names but {positions.size} positions"
+            )
         missing = [name for name in names if name not in msg.name]
         if missing:
             raise ValueError(f"{topic}: joint state lacks joints {missing}; has {list(msg.name)}")

@@ -112,3 +112,74 @@ def test_a_new_episode_pads_with_its_first_observation_and_ignores_older_message
     sync.add("pose", start + 100 * MS, np.full(1, 111))
     observation = sync.assemble(now_ns=start + 100 * MS)
     assert observation.values["pose"][:, 0].tolist() == [110, 111]
+
+
+def test_stamp_beyond_the_future_tolerance_is_refused_and_does_not_block_later_ones():
+    sync = make_sync()
+    now = T0 + 1000 * MS
+    with pytest.raises(ValueError, match=r"pose: stamp is 3600.000 s ahead .* \(tolerance 0.500"):
+        sync.add("pose", now + 3600 * 1000 * MS, np.zeros(1), now_ns=now)
+    assert len(sync.histories["pose"]) == 0
+    sync.add("pose", now + 400 * MS, np.zeros(1), now_ns=now)  # within the tolerance: kept
+    for i in range(3):
+        sync.add("camera", now + i * 100 * MS, np.zeros(1), now_ns=now + i * 100 * MS)
+    assert len(sync.histories["pose"]) == 1 and len(sync.histories["camera"]) == 3
+
+
+def test_clock_jumping_back_clears_every_history_and_says_so():
+    sync = make_sync()
+    for i in range(3):
+        now = T0 + i * 100 * MS
+        assert sync.add("camera", now, np.zeros(1), now_ns=now) == ""
+        assert sync.add("pose", now, np.zeros(1), now_ns=now) == ""
+    sync.clear(episode_start_ns=T0 + 200 * MS)
+    back = T0 - 60_000 * MS  # a simulator restart: one minute back
+    notice = sync.add("pose", back, np.ones(1), now_ns=back)
+    assert notice == "clock jumped back 60.200 s: observation histories cleared"
+    assert len(sync.histories["camera"]) == 0 and len(sync.histories["pose"]) == 1
+    assert sync.episode_start_ns == 0  # the old episode's start would hide the new timeline
+    sync.add("camera", back, np.ones(1), now_ns=back)
+    for key in ("camera", "pose"):
+        sync.add(key, back + 100 * MS, np.ones(1), now_ns=back + 100 * MS)
+    observation = sync.assemble(back + 100 * MS)
+    assert observation.stamps_ns.tolist() == [back, back + 100 * MS]
+
+
+def test_assembly_notices_a_clock_jump_and_refuses_future_histories():
+    sync = make_sync(n_obs_steps=1)
+    sync.add("camera", T0, np.zeros(1))
+    sync.add("pose", T0, np.zeros(1))
+    assert isinstance(sync.assemble(T0), Observation)
+    result = sync.assemble(T0 - 10_000 * MS)
+    assert result == NotReady("clock jumped back 10.000 s: observation histories cleared")
+    # Messages recorded without a clock, all an hour ahead: assembly names the stream.
+    sync.add("camera", T0 + 3600_000 * MS, np.zeros(1))
+    sync.add("pose", T0 + 3600_000 * MS, np.zeros(1))
+    result = sync.assemble(T0)
+    assert isinstance(result, NotReady) and "ahead of this node's clock" in result.reason
+
+
+def test_a_1khz_stream_is_decimated_so_the_history_still_spans_the_observation_window():
+    # To=2 instants 100 ms apart; 64 messages of a 1 kHz stream span only 64 ms.
+    def feed(sync):
+        for i in range(1000):  # 1 s of pose at 1 kHz, camera at 10 Hz
+            stamp = T0 + i * MS
+            if sync.would_keep("pose", stamp):
+                sync.add("pose", stamp, np.array([i]), now_ns=stamp)
+            if i % 100 == 0:
+                sync.add("camera", stamp, np.array([i]), now_ns=stamp)
+        return sync.assemble(T0 + 999 * MS)
+
+    undecimated = feed(make_sync())
+    assert isinstance(undecimated, NotReady) and undecimated.key == "pose"
+    sync = make_sync()
+    sync.min_interval_ns = 5 * MS
+    observation = feed(sync)
+    assert isinstance(observation, Observation), observation
+    assert observation.source_stamps_ns["pose"].tolist() == [T0 + 800 * MS, T0 + 900 * MS]
+    kept = sync.histories["pose"]
+    assert len(kept) == 64 and kept.newest_stamp_ns == T0 + 995 * MS  # one per 5 ms
+    # A message dropped as too close is not an error; an out-of-order one still is.
+    assert not sync.would_keep("pose", T0 + 997 * MS)
+    with pytest.raises(ValueError, match="out-of-order"):
+        sync.add("pose", T0 + 990 * MS, np.array([0]), now_ns=T0 + 999 * MS)

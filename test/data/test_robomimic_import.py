@@ -126,3 +126,101 @@ def test_cli_imports_with_progress_and_reports_errors(robomimic_file, tmp_path, 
     assert "no robomimic file" in capsys.readouterr().err
     with pytest.raises(RobomimicFormatError, match="no filter key 'train'"):
         import_robomimic(robomimic_file, tmp_path / "y.zarr", filter_key="train")
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    """Exit code and the last line on stderr (the progress bar's lines come before it)."""
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_unreadable_files_end_in_one_line_naming_the_file(robomimic_file, tmp_path, capsys):
+    not_hdf5 = tmp_path / "notes.hdf5"
+    not_hdf5.write_text("hello")
+    truncated = tmp_path / "truncated.hdf5"
+    truncated.write_bytes(robomimic_file.read_bytes()[:3000])
+    for bad in (not_hdf5, truncated):
+        code, err = _cli(capsys, bad, tmp_path / "out.zarr")
+        assert code == 2 and err.startswith("dp-import-robomimic: error: "), err
+        assert f"{bad}: not a readable HDF5 file" in err, err
+        assert not (tmp_path / "out.zarr").exists()
+
+
+def _swap_kinds(path, demo: str, key: str) -> None:
+    """Make data/<demo>/<key> the other kind: a group for a dataset, a dataset for a group."""
+    with h5py.File(path, "a") as file:
+        group = file["data"][demo]
+        was_group = isinstance(group[key], h5py.Group)
+        del group[key]
+        if was_group:
+            group.create_dataset(key, data=np.zeros(3))
+        else:
+            group.create_group(key).create_dataset("x", data=np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "demo, key, message",
+    [
+        ("demo_5", "obs", "data/demo_5/obs is a dataset; it must be a group"),
+        ("demo_5", "actions", "data/demo_5/actions is a group; it must be a dataset"),
+        ("demo_0", "obs", "data/demo_0/obs is a dataset; it must be a group"),
+    ],
+)
+def test_a_dataset_where_a_group_belongs_or_the_reverse_is_named(
+    robomimic_file, tmp_path, capsys, demo, key, message
+):
+    _swap_kinds(robomimic_file, demo, key)
+    code, err = _cli(capsys, robomimic_file, tmp_path / "out.zarr", "--obs-keys", EEF_POS)
+    assert code == 2 and err.startswith("dp-import-robomimic: error: "), err
+    assert message in err, err
+    assert not (tmp_path / "out.zarr").exists()  # nothing partial left behind
+    assert not list(tmp_path.glob(".out.zarr*"))
+
+
+def _replace_images(path, make) -> None:
+    with h5py.File(path, "a") as file:
+        for name in file["data"]:
+            obs = file["data"][name]["obs"]
+            image = obs[AGENTVIEW_IMAGE][()]
+            del obs[AGENTVIEW_IMAGE]
+            obs.create_dataset(AGENTVIEW_IMAGE, data=make(image))
+
+
+def test_images_convert_when_unambiguous_and_are_refused_otherwise(robomimic_file, tmp_path):
+    original = tmp_path / "original.zarr"
+    import_robomimic(robomimic_file, original, obs_keys=[AGENTVIEW_IMAGE], progress=False)
+    expected = EpisodeStore.open(original).episode(0)[AGENTVIEW_IMAGE]
+    # Floats in [0, 1] (normalised images): scaled, not truncated to zeros.
+    _replace_images(robomimic_file, lambda image: image.astype(np.float32) / 255.0)
+    store = import_robomimic(
+        robomimic_file, tmp_path / "float.zarr", obs_keys=[AGENTVIEW_IMAGE], progress=False
+    )
+    np.testing.assert_array_equal(store.episode(0)[AGENTVIEW_IMAGE], expected)
+    # int16 within [0, 255]: cast; with 300 in it: refused (it would wrap to 44).
+    _replace_images(robomimic_file, lambda image: np.round(image * 255.0).astype(np.int16))
+    store = import_robomimic(
+        robomimic_file, tmp_path / "int16.zarr", obs_keys=[AGENTVIEW_IMAGE], progress=False
+    )
+    np.testing.assert_array_equal(store.episode(0)[AGENTVIEW_IMAGE], expected)
+    _replace_images(robomimic_file, lambda image: image + np.int16(100))
+    with pytest.raises(RobomimicFormatError, match=r"obs/agentview_image is int16 with values in"):
+        import_robomimic(
+            robomimic_file, tmp_path / "wrap.zarr", obs_keys=[AGENTVIEW_IMAGE], progress=False
+        )
+    assert not (tmp_path / "wrap.zarr").exists()
+
+
+def test_overwrite_keeps_the_old_store_when_a_late_demo_is_bad(robomimic_file, tmp_path, capsys):
+    out = tmp_path / "kept.zarr"
+    assert main([str(robomimic_file), str(out), "--obs-keys", EEF_POS]) == 0
+    before = EpisodeStore.open(out).n_episodes
+    with h5py.File(robomimic_file, "a") as file:  # demo_9 (the 10th imported) holds a NaN
+        obs = file["data"]["demo_9"]["obs"]
+        values = obs[EEF_POS][()]
+        values[1, 0] = np.nan
+        del obs[EEF_POS]
+        obs.create_dataset(EEF_POS, data=values)
+    code, err = _cli(capsys, robomimic_file, out, "--overwrite", "--obs-keys", EEF_POS)
+    assert code == 2 and "data/demo_9/obs/robot0_eef_pos holds NaN or infinite values" in err
+    assert EpisodeStore.open(out).n_episodes == before == N_DEMOS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.zarr", "lift_ph_image.hdf5"]

@@ -1,5 +1,10 @@
 """Message <-> array conversions: every encoding, padding, and errors that name the topic."""
 
+import resource
+import struct
+import time
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -76,6 +81,79 @@ def test_compressed_png_round_trips_exactly_and_garbage_is_refused():
         conv.compressed_image_to_rgb(CompressedImage(format="jpeg", data=b"\x00\x01"), TOPIC)
 
 
+def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [1, quality])
+    assert ok
+    return data.tobytes()
+
+
+def _declare_jpeg_size(jpeg: bytes, height: int, width: int) -> bytes:
+    """The JPEG with its frame header (SOF0) claiming another size; the data stays small."""
+    data = bytearray(jpeg)
+    sof = data.find(b"\xff\xc0")
+    assert sof > 0
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _declare_png_size(png: bytes, height: int, width: int) -> bytes:
+    """The PNG with its IHDR claiming another size (CRC fixed, so only the size is wrong)."""
+    data = bytearray(png)
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+def test_decompression_bomb_is_refused_from_its_header_before_decoding(kind):
+    rgb = reference_rgb(84, 84)
+    if kind == "jpeg":
+        bomb = _declare_jpeg_size(_jpeg(rgb), 10000, 10000)
+    else:
+        ok, png = cv2.imencode(".png", rgb)
+        bomb = _declare_png_size(png.tobytes(), 10000, 10000)
+    msg = CompressedImage(format=kind, data=bomb)
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=f"{TOPIC}: image is 10000x10000 \\(HxW\\); expected 84"):
+        conv.compressed_image_to_rgb(msg, TOPIC, (84, 84))
+    # Without an expected size (the recorder) the pixel cap refuses it.
+    with pytest.raises(ValueError, match="declares 10000x10000 pixels; at most 16777216"):
+        conv.compressed_image_to_rgb(msg, TOPIC)
+    # Decoding 10000x10000 RGB would take 300 MB and about a second of CPU.
+    assert _peak_rss_mb() - before < 50
+    assert time.perf_counter() - start < 0.5
+
+
+def test_corrupt_jpeg_data_is_refused_and_good_jpeg_decodes_as_opencv_does():
+    rgb = cv2.GaussianBlur(reference_rgb(84, 84), (5, 5), 2)
+    jpeg = _jpeg(rgb)
+    decoded = conv.compressed_image_to_rgb(CompressedImage(format="jpeg", data=jpeg), TOPIC)
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    broken = bytearray(jpeg)
+    scan = broken.find(b"\xff\xda")
+    broken[scan + 30 : scan + 30] = b"\xff\xd0" * 3  # restart markers where none belong
+    # OpenCV decodes this to an image of garbage without an error.
+    assert cv2.imdecode(np.frombuffer(bytes(broken), np.uint8), cv2.IMREAD_COLOR) is not None
+    msg = CompressedImage(format="jpeg", data=bytes(broken))
+    with pytest.raises(ValueError, match=f"{TOPIC}: corrupt JPEG data"):
+        conv.compressed_image_to_rgb(msg, TOPIC, (84, 84))
+    truncated = CompressedImage(format="jpeg", data=jpeg[: len(jpeg) * 2 // 3])
+    with pytest.raises(ValueError, match=f"{TOPIC}: corrupt JPEG data"):
+        conv.compressed_image_to_rgb(truncated, TOPIC, (84, 84))
+    ok, png = cv2.imencode(".png", rgb)
+    broken_png = bytearray(png.tobytes())
+    broken_png[60] ^= 0xFF  # inside the image data: its chunk's CRC no longer matches
+    msg = CompressedImage(format="png", data=bytes(broken_png))
+    with pytest.raises(ValueError, match=f"{TOPIC}: corrupt PNG data"):
+        conv.compressed_image_to_rgb(msg, TOPIC, (84, 84))
+
+
 def test_rgb_to_image_round_trip_keeps_stamp_and_pixels():
     rgb = reference_rgb()
     msg = conv.rgb_to_image(rgb, stamp_ns=1_700_000_000_123_456_789, frame_id="agentview")
@@ -107,6 +185,10 @@ def test_joint_state_by_name_and_refusals():
         conv.joint_state_to_array(msg, "/gripper", 1, names=["thumb"])
     with pytest.raises(ValueError, match="/gripper: joint state has 3 positions; expected 2"):
         conv.joint_state_to_array(msg, "/gripper", 2)
+    # Fewer positions than names (a driver bug): refused by name, not an IndexError.
+    short = JointState(name=["j1", "finger_r", "finger_l"], position=[0.5])
+    with pytest.raises(ValueError, match="/gripper: joint state has 3 names but 1 positions"):
+        conv.joint_state_to_array(short, "/gripper", 2, names=["finger_l", "finger_r"])
 
 
 def test_action_chunk_round_trip_and_refusals():
@@ -126,3 +208,15 @@ def test_action_chunk_round_trip_and_refusals():
     nan_msg = conv.timed_chunk_to_msg(TimedChunk(0, 1, rows), 0, 0)
     with pytest.raises(ValueError, match="/action_chunk: action chunk contains NaN"):
         conv.msg_to_timed_chunk(nan_msg, "/action_chunk")
+
+
+def test_stamp_is_read_from_serialised_bytes_without_deserialising():
+    from rclpy.serialization import serialize_message
+
+    stamp = 1_700_000_000_123_456_789
+    pose = conv.arrays_to_pose(np.zeros(3), np.array([0, 0, 0, 1.0]), stamp, "base")
+    image = conv.rgb_to_image(reference_rgb(), stamp + 1, "camera")
+    assert conv.serialized_stamp_ns(serialize_message(pose), TOPIC) == stamp
+    assert conv.serialized_stamp_ns(serialize_message(image), TOPIC) == stamp + 1
+    with pytest.raises(ValueError, match=f"{TOPIC}: not a CDR-serialised message"):
+        conv.serialized_stamp_ns(b"\x01\x02", TOPIC)

@@ -4,6 +4,8 @@ One node process serves the acting and bad-input cases (each case resets it firs
 configure and the lifecycle's memory release get node processes of their own.
 """
 
+import hashlib
+import json
 import os
 import threading
 import time
@@ -11,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from safetensors.torch import load_file, save_file
 from std_srvs.srv import SetBool, Trigger
 
 from dp_msgs.msg import ActionChunk, PolicyStatus
@@ -23,7 +26,7 @@ from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
-from dp_ros.testing.robot_feed import RobotFeed
+from dp_ros.testing.robot_feed import DEFAULT_TOPICS, RobotFeed
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.05
@@ -91,7 +94,13 @@ def acting(context, checkpoint):
     """A configured, active policy_node fed by a healthy robot."""
     feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
     # fp16 weights (the CPU's fast path) here; the closed-loop and demo tests act in fp32.
-    process = start_policy_node(checkpoint, "half_weights:=true")
+    # Gripper joints by name: a JointState with fewer positions than names is then a case.
+    process = start_policy_node(
+        checkpoint,
+        "half_weights:=true",
+        "gripper_joint_names:=finger_joint1,finger_joint2",
+        "input_guard:=5.0",
+    )
     observer = Observer(context)
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
@@ -208,6 +217,22 @@ BAD_INPUTS = {
         "out-of-order stamp",
     ),
     "stale_observations": (dict(stamp_offset_s=-2.0), "", "stale observation"),
+    "fewer_positions_than_names": (
+        dict(short_positions=True),
+        "/gripper/joint_states",
+        "joint state has 2 names but 1 positions",
+    ),
+    "out_of_training_range": (
+        dict(far_pose=True),
+        "/eef_pose",
+        "input robot0_eef_pos[0]=1e+06 is 5e+05 training ranges outside [-1, 1]; holding",
+    ),
+    # Robot clock skew: every stream an hour ahead of the node's clock.
+    "every_stream_in_the_future": (
+        dict(stamp_offset_s=3600.0),
+        "",
+        "s ahead of this node's clock (tolerance 0.500 s); refused",
+    ),
 }
 
 
@@ -237,6 +262,103 @@ def test_bad_input_publishes_nothing_and_status_names_the_input(acting, case):
     ), observer.latest_status().reason
 
 
+SELF_RECOVERING = {  # case: (faults, what the node's log says)
+    "one_message_per_stream_an_hour_ahead": (
+        dict(future_once=("agentview", "wrist", "eef_pose", "gripper")),
+        "refused message #1 on ",
+    ),
+    "fewer_positions_than_names": (dict(short_positions=True), "refused message #1 on "),
+    "out_of_training_range": (dict(far_pose=True), "training ranges outside"),
+    "every_stream_in_the_future": (dict(stamp_offset_s=3600.0), "refused message #1 on "),
+}
+
+
+@pytest.mark.parametrize("case", list(SELF_RECOVERING))
+def test_acts_again_on_healthy_input_without_a_reset(acting, case):
+    observer, feed, process = acting
+    assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=30), process.output()
+    faults, logged = SELF_RECOVERING[case]
+    feed.set_faults(**faults)
+    observer.spin_for(1.5)
+    feed.set_faults()  # healthy again; nobody calls ~/reset
+    observer.spin_for(0.5)
+    observer.chunks.clear()
+    assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=20), (
+        case,
+        [s.reason for s in observer.statuses[-3:]],
+    )
+    assert process.process.poll() is None, "policy_node died"
+    assert logged in process.output(), process.output()[-2000:]
+
+
+def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpoint):
+    # The robot is the clock (use_sim_time): a simulator restart or a bag loop sends it back.
+    topics = {stream: f"/jumping{topic}" for stream, topic in DEFAULT_TOPICS.items()}
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, publish_clock=True)
+    process = start_policy_node(
+        checkpoint,
+        "use_sim_time:=true",
+        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
+        name="jumping_policy",
+    )
+    observer = Observer(context, "jumping_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        assert observer.lifecycle.transition("configure"), process.output()
+        assert observer.lifecycle.transition("activate"), process.output()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
+        jump_ns = 100 * 1_000_000_000
+        before_jump_ns = time.time_ns()
+        feed.clock_offset_ns = -jump_ns
+        # Chunks stamped on the new timeline: acting resumed after the jump, without a reset.
+        assert observer.spin_until(
+            lambda: any(
+                conv.stamp_to_ns(msg.header.stamp) < before_jump_ns - jump_ns / 2
+                for _, msg in observer.chunks
+            ),
+            timeout=20,
+        ), ([s.reason for s in observer.statuses[-3:]], process.output()[-2000:])
+        assert "clock jumped back" in process.output()
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
+
+
+@pytest.mark.slow  # a node of its own; conversions' unit tests cover the decoder in the suite
+def test_decompression_bomb_is_refused_from_its_header_and_acting_resumes(context, checkpoint):
+    topics = {stream: f"/compressed{topic}" for stream, topic in DEFAULT_TOPICS.items()}
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, compressed=True)
+    process = start_policy_node(
+        checkpoint,
+        "compressed_images:=true",
+        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
+        name="compressed_policy",
+    )
+    observer = Observer(context, "compressed_policy")
+    try:
+        assert observer.lifecycle.wait_for_services(60), process.output()
+        assert observer.lifecycle.transition("configure"), process.output()
+        assert observer.lifecycle.transition("activate"), process.output()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
+        before_mb = resident_mb(process.process.pid, "VmHWM")  # the peak so far
+        feed.set_faults(bomb=("agentview",))
+        assert observer.spin_until(
+            lambda: "image is 10000x10000" in observer.latest_status().reason, timeout=15
+        ), observer.latest_status().reason
+        observer.chunks.clear()
+        observer.spin_for(1.5)
+        assert observer.chunks == [] and observer.latest_status().input == topics["agentview"]
+        # Decoding one 10000x10000 frame would take 300 MB (the peak would show it).
+        assert resident_mb(process.process.pid, "VmHWM") - before_mb < 100
+        feed.set_faults()
+        assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=20)
+    finally:
+        observer.close()
+        feed.close()
+        process.stop()
+
+
 def test_disable_holds_and_enable_resumes(acting):
     observer, feed, process = acting
     observer.enable(False)
@@ -249,8 +371,8 @@ def test_disable_holds_and_enable_resumes(acting):
     assert observer.spin_until(lambda: len(observer.chunks) >= 1, timeout=20)
 
 
-def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]:
-    process = start_policy_node(checkpoint_dir, name="refusing_policy")
+def configure_refusal(context, checkpoint_dir, *extra: str) -> tuple[bool, str, PolicyStatus]:
+    process = start_policy_node(checkpoint_dir, *extra, name="refusing_policy")
     observer = Observer(context, "refusing_policy")
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
@@ -264,6 +386,7 @@ def configure_refusal(context, checkpoint_dir) -> tuple[bool, str, PolicyStatus]
 
         assert observer.spin_until(refused, timeout=10), [s.reason for s in observer.statuses]
         assert process.process.poll() is None, "policy_node died on a bad checkpoint"
+        assert "configure failed: " in process.output(), process.output()[-2000:]
         return accepted, state, observer.latest_status()
     finally:
         observer.close()
@@ -292,10 +415,52 @@ def test_corrupt_checkpoint_is_refused_naming_the_file(context, checkpoint, tmp_
     assert status.input == str(corrupt)
 
 
-def resident_mb(pid: int) -> float:
+def _nan_weights(checkpoint, tmp_path):
+    """A copy of `checkpoint` whose first denoiser tensor holds a NaN (its hash re-recorded, as
+    a tamperer would): with half_weights, fp16 packing would hide the NaN from the output."""
+    tensors = load_file(str(checkpoint / "policy.safetensors"))
+    name = next(n for n in tensors if n.startswith("denoiser.") and tensors[n].numel() > 1)
+    tensors[name][0] = float("nan")
+    broken = tmp_path / "nan_weights"
+    broken.mkdir()
+    save_file(tensors, str(broken / "policy.safetensors"))
+    document = json.loads((checkpoint / "policy.json").read_text())
+    document["weights_sha256"] = hashlib.sha256(
+        (broken / "policy.safetensors").read_bytes()
+    ).hexdigest()
+    (broken / "policy.json").write_text(json.dumps(document))
+    return broken, f"tensor {name!r} holds 1 NaN"
+
+
+def _list_shape_meta(checkpoint, tmp_path):
+    broken = tmp_path / "list_shape_meta"
+    broken.mkdir()
+    (broken / "policy.safetensors").write_bytes((checkpoint / "policy.safetensors").read_bytes())
+    document = json.loads((checkpoint / "policy.json").read_text())
+    document["config"]["shape_meta"]["obs"] = [1, 2]
+    (broken / "policy.json").write_text(json.dumps(document))
+    return broken, "ShapeMeta.obs=[1, 2] is invalid"
+
+
+# A node of its own per case (~17 s each here): slow-marked; in the suite the checkpoint
+# loader's unit tests cover both causes and test_corrupt_checkpoint_* the node's refusal path.
+@pytest.mark.slow
+@pytest.mark.parametrize("breaker", [_nan_weights, _list_shape_meta])
+def test_broken_checkpoint_fails_configure_with_the_cause_logged_and_in_the_status(
+    context, checkpoint, tmp_path, breaker
+):
+    broken, cause = breaker(checkpoint, tmp_path)
+    accepted, state, status = configure_refusal(context, broken, "half_weights:=true")
+    assert not accepted and state == "unconfigured"
+    assert cause in status.reason, status.reason
+    assert status.input == str(broken)
+
+
+def resident_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or at its peak (VmHWM), MB."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from dp_ros.policy.checkpoint import (
     CheckpointError,
     load_policy,
     read_checkpoint_json,
+    record_weights_hash,
     save_policy,
 )
 from dp_ros.policy.config import tiny_config
@@ -167,10 +172,16 @@ def test_bit_flip_in_weights_is_refused(checkpoint):
         load_policy(checkpoint)
 
 
-def test_truncated_weights_are_refused_even_without_a_hash(checkpoint):
-    _edit_json(checkpoint, lambda d: d.pop("weights_sha256"))
+def _rehash(checkpoint):
+    """What a tamperer who also edits policy.json does: record the new weights' hash."""
+    digest = hashlib.sha256((checkpoint / WEIGHTS_FILE).read_bytes()).hexdigest()
+    _edit_json(checkpoint, lambda d: d.update(weights_sha256=digest))
+
+
+def test_truncated_weights_are_refused_even_with_a_matching_hash(checkpoint):
     data = (checkpoint / WEIGHTS_FILE).read_bytes()
     (checkpoint / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    _rehash(checkpoint)
     with pytest.raises(CheckpointError, match=r"unreadable safetensors file"):
         load_policy(checkpoint)
 
@@ -208,7 +219,7 @@ def test_missing_and_unexpected_tensors_are_refused(checkpoint):
         changed = dict(tensors)
         edit(changed)
         save_file(changed, str(checkpoint / WEIGHTS_FILE))
-        _edit_json(checkpoint, lambda d: d.pop("weights_sha256", None))
+        _rehash(checkpoint)
         with pytest.raises(CheckpointError, match=pattern):
             load_policy(checkpoint)
 
@@ -249,3 +260,64 @@ def test_consistency_student_round_trip_and_sampler_refusal(tmp_path):
     assert torch.equal(a["action_pred"], b["action_pred"])
     with torch.inference_mode(), pytest.raises(ValueError, match="sampler 'ddim' cannot sample"):
         loaded.predict_action(obs, sampler="ddim")
+
+
+@pytest.mark.parametrize("edit", ["remove", "null", "number"])
+def test_weights_without_a_recorded_hash_are_refused_naming_the_field(checkpoint, edit):
+    # Tampered weights (a bit flipped) with the hash field gone: today's loader took them.
+    data = bytearray((checkpoint / WEIGHTS_FILE).read_bytes())
+    data[-10] ^= 0x01
+    (checkpoint / WEIGHTS_FILE).write_bytes(bytes(data))
+    change = {
+        "remove": lambda d: d.pop("weights_sha256"),
+        "null": lambda d: d.update(weights_sha256=None),
+        "number": lambda d: d.update(weights_sha256=5),
+    }[edit]
+    _edit_json(checkpoint, change)
+    with pytest.raises(CheckpointError, match=r"field weights_sha256 is missing .*--record-hash"):
+        load_policy(checkpoint)
+
+
+def test_recording_the_hash_is_the_explicit_escape_for_old_checkpoints(checkpoint):
+    _edit_json(checkpoint, lambda d: d.pop("weights_sha256"))
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "dp_ros.policy.checkpoint", "--record-hash", str(checkpoint)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    recorded = read_checkpoint_json(checkpoint)["weights_sha256"]
+    assert recorded == hashlib.sha256((checkpoint / WEIGHTS_FILE).read_bytes()).hexdigest()
+    load_policy(checkpoint)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(checkpoint, value):
+    tensors = load_file(str(checkpoint / WEIGHTS_FILE))
+    name = next(n for n in tensors if n.startswith("denoiser.") and tensors[n].numel() > 1)
+    tensors[name][0] = value
+    save_file(tensors, str(checkpoint / WEIGHTS_FILE))
+    _rehash(checkpoint)
+    with pytest.raises(CheckpointError, match=rf"tensor '{name}' holds \d+ NaN or infinite"):
+        load_policy(checkpoint)
+    # Nor can the escape hatch bless them.
+    with pytest.raises(CheckpointError, match=rf"tensor '{name}'"):
+        record_weights_hash(checkpoint)
+
+
+@pytest.mark.parametrize("obs", [[1, 2], 3, "x", None, {"a": 1}])
+def test_malformed_shape_meta_is_refused_naming_the_field(checkpoint, obs):
+    _edit_json(checkpoint, lambda d: d["config"]["shape_meta"].update(obs=obs))
+    with pytest.raises(CheckpointError, match=r"bad config: ShapeMeta\.obs"):
+        load_policy(checkpoint)
+
+
+def test_weights_may_be_a_symlink_out_of_the_directory(checkpoint, tmp_path):
+    # Documented choice: the recorded hash binds the content, wherever the file lies.
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    (checkpoint / WEIGHTS_FILE).rename(elsewhere)
+    (checkpoint / WEIGHTS_FILE).symlink_to(elsewhere)
+    load_policy(checkpoint)
+    data = bytearray(elsewhere.read_bytes())
+    data[-10] ^= 0x01
+    elsewhere.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"corrupt \(SHA-256 differs"):
+        load_policy(checkpoint)

@@ -227,3 +227,58 @@ def test_help_states_the_bag_contract(capsys):
     text = capsys.readouterr().out
     for expected in ("dp_msgs/ActionChunk, ONE row", "--sim", "/applied_action", "--append"):
         assert expected in text, expected
+
+
+def _write_raw_bag(path, messages, storage, types=None, truncate_index=None) -> None:
+    """write_bag with other topic types, or with message #truncate_index cut short."""
+    typestore = make_typestore()
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=typestore)
+            for topic, msgtype in {**TYPES, **(types or {})}.items()
+        }
+        for i, (topic, msg) in enumerate(messages):
+            raw = serialize_message(msg)
+            if i == truncate_index:
+                raw = raw[: len(raw) // 3]
+            writer.write(connections[topic], T0 + i * 1000, raw)
+
+
+def _bad_bag_cli(capsys, bag, store) -> tuple[int, str]:
+    code = main([str(bag), str(store), "--sim", "--no-progress"])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_corrupt_bags_end_in_one_line_naming_bag_topic_and_problem(tmp_path, capsys):
+    messages = sim_messages(lengths=(2, 3), successes=(True, True))
+    # A message cut short (index 2: the first eef pose).
+    truncated = tmp_path / "truncated"
+    _write_raw_bag(truncated, messages, StoragePlugin.MCAP, truncate_index=2)
+    code, err = _bad_bag_cli(capsys, truncated, tmp_path / "a.zarr")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{truncated}: message #" in err and "on /eef_pose" in err, err
+    assert "does not deserialize" in err, err
+    # A topic carrying another type than expected.
+    retyped = tmp_path / "retyped"
+    mixed = [
+        (topic, conv.array_to_joint_state([1.0], 0, ["x"]) if topic == "/eef_pose" else msg)
+        for topic, msg in messages
+    ]
+    _write_raw_bag(
+        retyped, mixed, StoragePlugin.MCAP, types={"/eef_pose": TYPES["/sim/object_state"]}
+    )
+    code, err = _bad_bag_cli(capsys, retyped, tmp_path / "b.zarr")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "topic /eef_pose carries sensor_msgs/msg/JointState; expected geometry_msgs" in err
+    # A sqlite3 bag with pages in the middle of its database overwritten: it opens, and
+    # reading its messages fails (apsw.CorruptError).
+    corrupt = tmp_path / "corrupt"
+    write_bag(corrupt, messages, StoragePlugin.SQLITE3)
+    database = next(corrupt.glob("*.db3"))
+    data = bytearray(database.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = b"\xff" * 8192
+    database.write_bytes(bytes(data[: len(data)]))
+    code, err = _bad_bag_cli(capsys, corrupt, tmp_path / "c.zarr")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{corrupt}: corrupt sqlite3 storage (database disk image is malformed)" in err, err

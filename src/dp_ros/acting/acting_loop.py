@@ -20,6 +20,7 @@ import numpy as np
 
 from dp_ros.acting.chunk_timing import TimedChunk, schedule_executed_actions
 from dp_ros.acting.continuation import ContinuationConfig, freeze_until, plan_held_actions
+from dp_ros.acting.input_guard import InputGuard
 from dp_ros.acting.obs_sync import NotReady, ObservationSynchronizer, SyncConfig
 from dp_ros.policy.runtime import PolicyRunner
 
@@ -71,6 +72,9 @@ def check_actions(actions: np.ndarray, limit: float) -> str:
 class ActingCore:
     """The synchroniser and the policy runner, and the rule that turns them into chunks."""
 
+    # Holds, naming the input, when an observation lies far outside the training data.
+    input_guard: InputGuard | None = None
+
     def __init__(self, runner: PolicyRunner, config: ActingConfig, history: int = 64) -> None:
         self.runner = runner
         self.config = config
@@ -100,10 +104,10 @@ class ActingCore:
         """Rows of a chunk meant to execute before the next one replaces it (Ta at most)."""
         return min(self.runner.n_action_steps, self.offered_rows)
 
-    def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
-        """Record one observation value (ValueError for out-of-order stamps)."""
+    def add(self, key: str, stamp_ns: int, value: np.ndarray, now_ns: int | None = None) -> str:
+        """Record one observation value; see ObservationSynchronizer.add (ValueError: refused)."""
         with self._lock:
-            self.sync.add(key, stamp_ns, value)
+            return self.sync.add(key, stamp_ns, value, now_ns)
 
     def reset(self, episode_start_ns: int | None = None) -> None:
         """Forget the observations and re-seed the sampler; with `episode_start_ns`, a new
@@ -120,6 +124,8 @@ class ActingCore:
             observation = self.sync.assemble(assembled_ns)
         if isinstance(observation, NotReady):
             return ActOutcome(None, observation.reason, observation.key)
+        if self.input_guard and (far := self.input_guard.check(observation.values)):
+            return ActOutcome(None, far.reason, far.key)
         period = self.config.period_ns
         newest_ns = observation.newest_stamp_ns
         horizon_first_ns = newest_ns - (self.runner.n_obs_steps - 1) * period

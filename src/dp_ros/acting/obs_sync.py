@@ -8,6 +8,13 @@ alignment the recorder uses too, so training data and acting see observations bu
 
 Times are integer nanoseconds (ROS stamps), never floats: float seconds lose nanoseconds at
 epoch-scale values.
+
+Stamps come from other machines and drivers, so they are untrusted: given the receiver's clock
+(`now_ns`), `add` refuses a stamp further ahead of it than `future_tolerance_ns` (one message from
+a driver with a clock glitch must not become the "newest" stamp that every later, healthy one is
+out of order against), and a clock that jumps back by more than that tolerance (a simulator
+restart, a bag loop, a new /clock) clears every history, since what they hold now lies in the
+future.
 """
 
 from collections import deque
@@ -35,6 +42,20 @@ class Observation:
     @property
     def newest_stamp_ns(self) -> int:
         return int(self.stamps_ns[-1])
+
+
+DEFAULT_FUTURE_TOLERANCE_NS = 500_000_000
+CLOCK_JUMPED = "clock jumped back"  # how a notice of a backward clock jump begins
+
+
+def check_stamp(what: str, stamp_ns: int, now_ns: int, future_tolerance_ns: int) -> None:
+    """Raise ValueError, naming `what` and by how much, for a stamp too far ahead of `now_ns`."""
+    ahead_ns = stamp_ns - now_ns
+    if ahead_ns > future_tolerance_ns:
+        raise ValueError(
+            f"{what}: stamp is {ahead_ns / 1e9:.3f} s ahead of this node's clock (tolerance "
+            f"{future_tolerance_ns / 1e9:.3f} s); refused"
+        )
 
 
 class StampedHistory:
@@ -120,22 +141,58 @@ class ObservationSynchronizer:
         self.config = config
         self.histories = {key: StampedHistory(key, config.history) for key in keys}
         self.episode_start_ns = 0
+        # How far ahead of the receiver's clock a stamp may be (see the module docstring).
+        self.future_tolerance_ns = DEFAULT_FUTURE_TOLERANCE_NS
+        # Keep at most one message per this interval per stream (0: all). A 1 kHz pose
+        # stream would otherwise fill the history with 64 ms of messages, too short for To
+        # instants a period apart, and cost a conversion per message. The message used for an
+        # instant is then at most this much further from it than the nearest one received.
+        self.min_interval_ns = 0
+        self._latest_now_ns: int | None = None
 
     @property
     def keys(self) -> list[str]:
         return list(self.histories)
 
-    def add(self, key: str, stamp_ns: int, value: np.ndarray) -> None:
-        """Record one message; ValueError for an unknown key or an out-of-order stamp.
+    def add(self, key: str, stamp_ns: int, value: np.ndarray, now_ns: int | None = None) -> str:
+        """Record one message; ValueError for an unknown key or an out-of-order stamp, and, given
+        the receiver's clock `now_ns`, for a stamp beyond the future tolerance.
 
-        A message from before the current episode's start (still in flight at a reset) is
-        ignored: it belongs to the episode that ended."""
+        Returns what happened to the histories besides ("" normally; a sentence when the clock
+        jumped back and they were cleared). A message from before the current episode's start
+        (still in flight at a reset) is ignored: it belongs to the episode that ended."""
         history = self.histories.get(key)
         if history is None:
             raise ValueError(f"unknown observation key {key!r}; expected one of {self.keys}")
-        if stamp_ns < self.episode_start_ns:
-            return
+        notice = ""
+        if now_ns is not None:
+            notice = self.follow_clock(now_ns)
+            check_stamp(key, stamp_ns, now_ns, self.future_tolerance_ns)
+        if stamp_ns < self.episode_start_ns or not self.would_keep(key, stamp_ns):
+            return notice
         history.add(stamp_ns, value)
+        return notice
+
+    def would_keep(self, key: str, stamp_ns: int) -> bool:
+        """False for a message `add` would drop as too close after the last one kept (so a
+        caller can skip converting it); True otherwise, refusals included (add names them)."""
+        history = self.histories.get(key)
+        newest = history.newest_stamp_ns if history is not None else None
+        if newest is None or self.min_interval_ns <= 0 or stamp_ns <= newest:
+            return True
+        return stamp_ns - newest >= self.min_interval_ns
+
+    def follow_clock(self, now_ns: int) -> str:
+        """Note the receiver's clock; if it went back by more than the future tolerance, clear
+        every history (and the episode start) and say so, else return ""."""
+        latest = self._latest_now_ns
+        if latest is not None and now_ns < latest - self.future_tolerance_ns:
+            self.clear()
+            self._latest_now_ns = now_ns
+            jump_s = (latest - now_ns) / 1e9
+            return f"{CLOCK_JUMPED} {jump_s:.3f} s: observation histories cleared"
+        self._latest_now_ns = now_ns if latest is None else max(latest, now_ns)
+        return ""
 
     def clear(self, episode_start_ns: int | None = None) -> None:
         """Forget every message; with `episode_start_ns`, a new episode begins at that instant
@@ -150,6 +207,9 @@ class ObservationSynchronizer:
 
     def assemble(self, now_ns: int) -> Observation | NotReady:
         """The To-step observation ending at the newest instant every stream covers."""
+        jumped = self.follow_clock(now_ns)
+        if jumped:
+            return NotReady(jumped)
         for key, history in self.histories.items():
             if not len(history):
                 return NotReady(f"no message received yet on {key}", key)
@@ -157,6 +217,12 @@ class ObservationSynchronizer:
         lagging_key = min(self.histories, key=lambda k: self.histories[k].newest_stamp_ns)
         anchor = self.histories[lagging_key].newest_stamp_ns
         age = now_ns - anchor
+        if -age > self.future_tolerance_ns:
+            return NotReady(
+                f"every stream is ahead of this node's clock: newest {lagging_key} message is "
+                f"{-age / 1e9:.3f} s in the future",
+                lagging_key,
+            )
         if age > self.config.max_age_ns:
             return NotReady(
                 f"stale observation: newest {lagging_key} message is {age / 1e6:.1f} ms old "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -27,7 +28,9 @@ from dp_msgs.msg import ActionChunk, EpisodeOutcome, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore, ActOutcome
 from dp_ros.acting.continuation import CONTINUATION_MODES, WEIGHT_SCHEDULES, ContinuationConfig
+from dp_ros.acting.input_guard import InputGuard
 from dp_ros.acting.inputs import STREAM_BY_NAME, STREAMS, plan_inputs
+from dp_ros.acting.obs_sync import CLOCK_JUMPED, check_stamp
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
@@ -112,6 +115,22 @@ class PolicyNodeConfig(RobotStreamParams):
     debug_inference_delay: float = param(
         0.0, "Extra seconds after each inference (tests of late-step handling only).", 0, 10
     )
+    future_stamp_tolerance: float = param(
+        0.5,
+        "How far (s) an input's stamp may lie ahead of this node's clock; further is refused. "
+        "The clock going back by more clears the observation histories.",
+        0,
+        60,
+    )
+    input_guard: float = param(
+        0.0,
+        "Hold when a low-dim input lies further outside its training range (the checkpoint's "
+        "normaliser min/max) than this many ranges, per feature; 0: no guard. Off by default: "
+        "a Lift closed loop over ROS tripped it at 5 (README); measure your robot's with "
+        "bench/bench_input_guard.py first.",
+        0,
+        1e9,
+    )
 
     def validate(self) -> None:
         if self.sync_tolerance >= self.control_period:
@@ -147,7 +166,9 @@ class PolicyNode(LifecycleNode):
         self.core: ActingCore | None = None
         self.plan: dict[str, str] = {}
         self._input_subscriptions = []
-        self._input_errors: dict[str, tuple[int, str]] = {}  # stream -> (time ns, error)
+        # stream (or "episode") -> (time ns, error, messages refused so far)
+        self._input_errors: dict[str, tuple[int, str, int]] = {}
+        self._clock_jumps = 0  # the acting loop's schedule restarts when this changes
         self._enabled = self.config.start_enabled
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -181,13 +202,20 @@ class PolicyNode(LifecycleNode):
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
             runner.warmup()
-        except (OSError, ValueError, RuntimeError) as error:
-            self._set_status(PolicyStatus.STATE_UNCONFIGURED, str(error), self.config.checkpoint)
-            self.get_logger().error(f"configure failed: {error}")
+            self.core = ActingCore(runner, self.config.acting_config())
+            self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
+            self.core.sync.min_interval_ns = round(self.config.sync_tolerance * NS / 4)
+            self.core.input_guard = InputGuard.from_stats(
+                runner.policy.normalizer.stats, runner.obs_keys, self.config.input_guard
+            )
+            self._expected_shapes = runner.expected_obs_shapes()
+            self._subscribe()
+        except Exception as error:  # whatever the cause, the log and the status name it
+            self._release()
+            text = str(error) if isinstance(error, ValueError) else repr(error)
+            self._set_status(PolicyStatus.STATE_UNCONFIGURED, text, self.config.checkpoint)
+            self.get_logger().error(f"configure failed: {text}")
             return TransitionCallbackReturn.FAILURE
-        self.core = ActingCore(runner, self.config.acting_config())
-        self._expected_shapes = runner.expected_obs_shapes()
-        self._subscribe()
         weights = "fp16 weights, fp32 maths" if runner.half_weights else str(runner.dtype)
         self.get_logger().info(
             f"loaded {self.config.checkpoint} on {self.config.device} ({weights}): "
@@ -246,9 +274,11 @@ class PolicyNode(LifecycleNode):
                 message_type = CompressedImage if self.config.compressed_images else Image
             else:
                 message_type = PoseStamped if kind == "pose" else JointState
-            callback = self._handler(stream_name, topic)
+            callback = self._handler(stream_name, topic, message_type)
+            # raw: the stamp is read from the serialised bytes, and only messages the
+            # synchroniser keeps are deserialised (64 us each for a PoseStamped here).
             self._input_subscriptions.append(
-                self.create_subscription(message_type, topic, callback, SENSOR_QOS)
+                self.create_subscription(message_type, topic, callback, SENSOR_QOS, raw=True)
             )
         if self.config.episode_topic:
             self._input_subscriptions.append(
@@ -258,13 +288,23 @@ class PolicyNode(LifecycleNode):
             )
 
     def _on_episode_outcome(self, msg: EpisodeOutcome) -> None:
-        """The sim began a new episode at the outcome's stamp: act on its observations only."""
-        core = self.core
-        if core is not None:
-            core.reset(conv.stamp_to_ns(msg.header.stamp))
+        """The sim began a new episode at the outcome's stamp: act on its observations only.
 
-    def _handler(self, stream_name: str, topic: str):
-        """The callback of one stream: convert its message to {key: array}, then record it."""
+        An outcome stamped beyond the future tolerance is refused: as an episode start it would
+        make every observation until then count as the old episode's."""
+        core = self.core
+        if core is None:
+            return
+        try:
+            stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+            topic = self.config.episode_topic
+            check_stamp(topic, stamp_ns, self._now_ns(), self._future_tolerance_ns())
+            core.reset(stamp_ns)
+        except Exception as error:  # untrusted input: never fatal
+            self._refuse("episode", self.config.episode_topic, error)
+
+    def _handler(self, stream_name: str, topic: str, message_type):
+        """The callback of one stream: serialised message -> {key: array}, then record it."""
         stream = STREAM_BY_NAME[stream_name]
         key = stream.keys[0]
         if stream.kind == "image":
@@ -288,32 +328,63 @@ class PolicyNode(LifecycleNode):
             def convert(msg):
                 return {key: conv.joint_state_to_array(msg, topic, size, names)}
 
-        return lambda msg: self._accept(stream_name, msg, convert)
+        def convert_raw(raw: bytes):
+            return convert(deserialize_message(raw, message_type))
+
+        return lambda raw: self._accept(stream_name, raw, convert_raw)
 
     def _gripper_joint_names(self) -> list[str]:
         return [n.strip() for n in self.config.gripper_joint_names.split(",") if n.strip()]
 
-    def _accept(self, stream: str, msg, convert) -> None:
-        """Convert and record one message; a bad one is logged, remembered and skipped."""
+    def _accept(self, stream: str, raw: bytes, convert) -> None:
+        """Convert and record one serialised message, its stamp judged against this node's clock.
+
+        Any failure is the message's fault (it comes off the wire): logged, counted, named in
+        the status, and skipped; an exception escaping a callback would end the process."""
         core = self.core
         if core is None:
             return
-        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         try:
-            for key, value in convert(msg).items():
-                core.add(key, stamp_ns, value)
-        except ValueError as error:
-            self._input_errors[stream] = (self._now_ns(), str(error))
-            self.get_logger().warning(str(error), throttle_duration_sec=2.0)
+            stamp_ns = conv.serialized_stamp_ns(raw, self.plan[stream])
+            # A high-rate stream: most messages are dropped here, before deserialisation.
+            if not core.sync.would_keep(STREAM_BY_NAME[stream].keys[0], stamp_ns):
+                return
+            now_ns = self._now_ns()
+            for key, value in convert(raw).items():
+                notice = core.add(key, stamp_ns, value, now_ns)
+                if notice:
+                    self._on_clock_jump(notice)
+        except Exception as error:  # untrusted input: never fatal (see the docstring)
+            self._refuse(stream, self.plan.get(stream, stream), error)
+
+    def _refuse(self, stream: str, topic: str, error: Exception) -> None:
+        """Remember and log why a message of `stream` was refused (one line, throttled)."""
+        text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        if not text.startswith(topic):
+            text = f"{topic}: {text}"
+        count = self._input_errors.get(stream, (0, "", 0))[2] + 1
+        self._input_errors[stream] = (self._now_ns(), text, count)
+        self.get_logger().warning(
+            f"refused message #{count} on {topic}: {text}", throttle_duration_sec=2.0
+        )
+
+    def _on_clock_jump(self, notice: str) -> None:
+        self._clock_jumps += 1
+        self.get_logger().warning(notice)
+
+    def _future_tolerance_ns(self) -> int:
+        return round(self.config.future_stamp_tolerance * NS)
 
     # ---- acting --------------------------------------------------------------------------
 
     def _act_loop(self) -> None:
-        next_start_ns = 0
+        next_start_ns, clock_jumps = 0, self._clock_jumps
         while not self._stop.is_set():
             core = self.core
             if core is None:
                 return
+            if clock_jumps != self._clock_jumps:  # a schedule from before a jump: start afresh
+                next_start_ns, clock_jumps = 0, self._clock_jumps
             if not self._enabled:
                 self._set_status(PolicyStatus.STATE_HOLDING, "disabled via ~/enable", "")
                 self._stop.wait(0.05)
@@ -362,12 +433,14 @@ class PolicyNode(LifecycleNode):
     def _report_not_acting(self, outcome: ActOutcome) -> None:
         """Status names the input: the topic of the key concerned, with its last bad message."""
         reason, input_name = outcome.reason, outcome.input
+        if reason.startswith(CLOCK_JUMPED):  # seen by the synchroniser at assembly
+            self._on_clock_jump(reason)
         for stream_name, topic in self.plan.items():
             if input_name in STREAM_BY_NAME[stream_name].keys:
                 input_name = topic
                 error = self._input_errors.get(stream_name)
-                if error and self._now_ns() - error[0] < 2 * NS:
-                    reason = f"bad input: {error[1]}"
+                if error and 0 <= self._now_ns() - error[0] < 2 * NS:
+                    reason = f"bad input ({error[2]} refused): {error[1]}"
         self._set_status(PolicyStatus.STATE_HOLDING, reason, input_name)
 
     # ---- services and status -------------------------------------------------------------

@@ -5,7 +5,17 @@ statistics, the SHA-256 of the weights file and free-form metadata. Weights are 
 loading never unpickles (no ``torch.load``). Loading refuses, with a ``CheckpointError`` naming
 what is wrong: an unknown format version, a config that does not validate, a missing or
 unexpected tensor, a shape or dtype that does not match the config, a weights file whose hash
-differs from the one recorded, and normaliser tensors that disagree with the recorded statistics.
+differs from the one recorded or has none recorded, a tensor holding NaN or infinity, and
+normaliser tensors that disagree with the recorded statistics.
+
+The hash is required: without it, tampered or damaged weights would load silently. A checkpoint
+written before the field existed is loaded only after someone records the hash on purpose
+(`python -m dp_ros.policy.checkpoint --record-hash DIR`, which checks the weights first). The
+weights file may be a symlink, also out of the directory: the hash in policy.json binds its
+content, wherever it lies.
+
+NaN weights are checked at load, not left to the output guard: fp16-packed kernels turn them
+into finite numbers, so a broken policy would publish finite, meaningless chunks.
 
 Where a path is expected, the name of a checkpoint shipped with dp_ros (`bundled_checkpoints()`,
 e.g. `lift_state`) works too.
@@ -16,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -125,6 +136,7 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         policy.normalizer.stats = stats
     tensors = _read_weights(directory, document)
     _check_tensors(policy, tensors, directory)
+    check_finite(tensors, directory / WEIGHTS_FILE)
     policy.load_state_dict(tensors, strict=True)
     if stats is not None:
         _check_normalizer(policy, directory)
@@ -136,7 +148,7 @@ def _config_from(document: Mapping[str, Any], directory: Path) -> PolicyConfig:
         return PolicyConfig.from_dict(document["config"])
     except KeyError as exc:
         raise CheckpointError(f"{directory / META_FILE}: missing field {exc}") from exc
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: bad config: {exc}") from exc
 
 
@@ -155,7 +167,14 @@ def _read_weights(directory: Path, document: Mapping[str, Any]) -> dict[str, tor
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing")
     recorded = document.get("weights_sha256")
-    if recorded is not None and recorded != _sha256(weights_path):
+    if not isinstance(recorded, str) or not recorded:
+        raise CheckpointError(
+            f"{directory / META_FILE}: field weights_sha256 is missing or not a string "
+            f"({recorded!r}): the weights cannot be verified. For a checkpoint written before "
+            "the field existed, check where it came from, then run: python -m "
+            f"dp_ros.policy.checkpoint --record-hash {directory}"
+        )
+    if recorded != _sha256(weights_path):
         raise CheckpointError(
             f"{weights_path}: corrupt (SHA-256 differs from the one recorded in {META_FILE})"
         )
@@ -190,6 +209,50 @@ def _check_tensors(
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {tensor.dtype}")
 
 
+def check_finite(tensors: Mapping[str, torch.Tensor], where: Path | str) -> None:
+    """Refuse, naming the first such tensor, any floating tensor holding NaN or infinity."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{where}: tensor {name!r} holds {bad} NaN or infinite values of {tensor.numel()}"
+            )
+
+
+def record_weights_hash(path: str | os.PathLike) -> str:
+    """Record the SHA-256 of a checkpoint's weights in its policy.json (the explicit escape for
+    checkpoints written before the field existed); refuses weights that do not load."""
+    directory = resolve_checkpoint(path)
+    document = read_checkpoint_json(directory)
+    weights_path = directory / WEIGHTS_FILE
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from exc
+    check_finite(tensors, weights_path)
+    document["weights_sha256"] = _sha256(weights_path)
+    text = json.dumps(document, indent=2, sort_keys=False)
+    atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    load_policy(directory)  # everything else a load checks must hold too
+    return document["weights_sha256"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dp_ros.policy.checkpoint --record-hash DIR`: see record_weights_hash."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=record_weights_hash.__doc__)
+    parser.add_argument("--record-hash", metavar="DIR", required=True)
+    args = parser.parse_args(argv)
+    try:
+        digest = record_weights_hash(args.record_hash)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.record_hash}: weights_sha256 = {digest}")
+    return 0
+
+
 def _check_normalizer(policy: DiffusionPolicy, directory: Path) -> None:
     """The saved affine maps must be those the recorded statistics give."""
     loaded = {k: v.clone() for k, v in policy.normalizer.state_dict().items()}
@@ -208,3 +271,7 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

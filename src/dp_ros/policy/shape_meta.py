@@ -92,15 +92,20 @@ class ShapeMeta:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShapeMeta:
         """Parse the shape-meta convention; a missing ``type`` means low-dim."""
+        # Files are untrusted: every level must be a mapping before it is read as one.
+        require(isinstance(data, Mapping), "ShapeMeta", "", data, "must be a mapping")
         unknown = set(data) - {"obs", "action"}
         require(not unknown, "ShapeMeta", "fields", sorted(unknown), "unknown fields")
         require("obs" in data, "ShapeMeta", "obs", None, "is required")
+        require(isinstance(data["obs"], Mapping), "ShapeMeta", "obs", data["obs"], "not a mapping")
         action = data.get("action", {"shape": [keys.ACTION_DIM]})
+        require(isinstance(action, Mapping), "ShapeMeta", "action", action, "not a mapping")
         action_shape = list(action.get("shape", []))
         require(len(action_shape) == 1, "ShapeMeta", "action.shape", action_shape, "must be [Da]")
         rgb: dict[str, tuple[int, int, int]] = {}
         low_dim: dict[str, int] = {}
         for key, spec in data["obs"].items():
+            require(isinstance(spec, Mapping), "ShapeMeta", f"obs[{key!r}]", spec, "not a mapping")
             shape = list(spec.get("shape", []))
             kind = spec.get("type", "low_dim")
             choice("ShapeMeta", f"obs[{key!r}].type", kind, ("rgb", "low_dim"))

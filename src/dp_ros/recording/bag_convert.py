@@ -105,6 +105,20 @@ nearest t within --tolerance. Keys default to the cameras and robot state (--sim
 --keys picks others. dp_msgs .msg definitions: src/dp_msgs/msg (ActionChunk, EpisodeOutcome)."""
 # Beyond any real stamp: the end of a partial last episode.
 END_OF_TIME_NS = 2**62
+# The message types each topic may carry (a topic with another type is refused up front).
+_IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+_JOINT_STATE = ("sensor_msgs/msg/JointState",)
+_OUTCOME = ("dp_msgs/msg/EpisodeOutcome",)
+TOPIC_TYPES = {
+    "agentview": _IMAGE_TYPES,
+    "wrist": _IMAGE_TYPES,
+    "eef_pose": ("geometry_msgs/msg/PoseStamped",),
+    "gripper": _JOINT_STATE,
+    "object": _JOINT_STATE,
+    "action": ("dp_msgs/msg/ActionChunk",),
+    "outcome": _OUTCOME,
+    "marker": _OUTCOME,
+}
 
 
 @dataclass(frozen=True)
@@ -352,6 +366,7 @@ def convert_bag(
     with Reader(Path(bag)) as reader:
         wanted = {*options.topics.values()}
         connections = [c for c in reader.connections if c.topic in wanted]
+        check_topic_types(bag, connections, options.topics)
         present = {c.topic for c in connections if c.msgcount}
         if options.topics["action"] not in present:
             raise ValueError(
@@ -371,10 +386,10 @@ def convert_bag(
             converter.begin(boundaries)
             total = sum(c.msgcount for c in connections)
             messages = reader.messages(connections=connections)
-            for connection, _, raw in tqdm(
-                messages, total=total, unit="msg", disable=not progress, desc="converting"
+            for index, (connection, timestamp, raw) in enumerate(
+                tqdm(messages, total=total, unit="msg", disable=not progress, desc="converting")
             ):
-                msg = deserialize(typestore, raw, connection.msgtype)
+                msg = _deserialize_or_refuse(bag, typestore, raw, connection, index, timestamp)
                 converter.on_message(connection.topic, connection.msgtype, msg)
             converter.end()
         finally:
@@ -382,6 +397,41 @@ def convert_bag(
             if not existed and store.n_episodes == 0:
                 shutil.rmtree(store_path)  # nothing saved: leave nothing behind
     return converter.report
+
+
+def check_topic_types(bag, connections, topics: dict[str, str]) -> None:
+    """ValueError naming the topic, its type in the bag and the types expected on it."""
+    expected = {topic: TOPIC_TYPES[name] for name, topic in topics.items()}
+    for connection in connections:
+        allowed = expected.get(connection.topic, ())
+        if connection.msgtype not in allowed:
+            raise ValueError(
+                f"{bag}: topic {connection.topic} carries {connection.msgtype}; expected "
+                f"{' or '.join(allowed)}"
+            )
+
+
+def _deserialize_or_refuse(bag, typestore, raw, connection, index: int, timestamp: int) -> Any:
+    """The message, or ValueError naming the bag, topic and message (a truncated or corrupt
+    message is a corrupt bag: converting around it would hide the loss)."""
+    try:
+        return deserialize(typestore, raw, connection.msgtype)
+    except Exception as error:  # rosbags raises SerdeError, struct, index and value errors
+        raise ValueError(
+            f"{bag}: message #{index} on {connection.topic} ({connection.msgtype}, recorded at "
+            f"{timestamp} ns) does not deserialize: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _sqlite_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of the sqlite3 bindings rosbags reads sqlite3 bags with (apsw)."""
+    import sqlite3
+
+    try:
+        import apsw
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, apsw.Error)
 
 
 def parse_topics(items: list[str], sim: bool = False) -> dict[str, str]:
@@ -455,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         report = convert_bag(args.bag, args.store, options, progress=not args.no_progress)
     except (ValueError, OSError, ReaderError) as error:
         print(f"dp-bag-to-store: {error}", file=sys.stderr)
+        return 2
+    except _sqlite_errors() as error:  # a corrupt sqlite3 bag: rosbags lets these through
+        print(f"dp-bag-to-store: {args.bag}: corrupt sqlite3 storage ({error})", file=sys.stderr)
         return 2
     print(report.text())
     if report.saved == 0:

@@ -16,6 +16,7 @@ weight decay 1e-6, 500 warm-up steps then cosine decay, EMA power 0.75 up to 0.9
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -251,7 +252,13 @@ class TrainConfig:
             path = Path(path)
             if not path.is_file():
                 raise TrainConfigError(f"config file {path} does not exist")
-            loaded = yaml.safe_load(path.read_text())
+            try:
+                loaded = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as error:  # syntax errors and tags safe_load refuses
+                problem = " ".join(str(error).split())
+                raise TrainConfigError(f"config file {path}: not valid YAML: {problem}") from error
+            except (OSError, UnicodeDecodeError) as error:
+                raise TrainConfigError(f"config file {path}: unreadable: {error}") from error
             if not isinstance(loaded, dict):
                 raise TrainConfigError(f"config file {path} must hold a mapping at the top")
             data = loaded
@@ -342,10 +349,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.match(value.strip()):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and _NUMBER.match(value.strip()):
+            number = float(value)
+        if number is not None:
+            if not math.isfinite(number):  # YAML's .inf and .nan parse as floats
+                raise TrainConfigError(f"{where}={value!r} is invalid: must be finite")
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value

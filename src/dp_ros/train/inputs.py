@@ -2,6 +2,7 @@
 
 `check_inputs` raises TrainConfigError naming the first input that cannot work: an unwritable
 or already-used output directory, a missing or empty dataset, observation keys the dataset lacks,
+a chunk of the data it reads that is missing or does not decode (named by array and episode),
 shapes that differ from the ones the config expects, a policy config that does not validate, and
 a resume point that is missing or was trained with another policy.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dp_ros.data.store import EpisodeStore, StoreError
+from dp_ros.data.store_check import verify_store
 from dp_ros.keys import ACTION, is_image_key
 from dp_ros.policy import ConfigError, PolicyConfig, tiny_config
 from dp_ros.policy.checkpoint import CheckpointError, read_checkpoint_json
@@ -42,6 +44,7 @@ def check_inputs(config: TrainConfig, paths: RunPaths) -> TrainInputs:
     _check_output_dir(config, paths)
     store = _open_dataset(config)
     obs_keys = _check_obs_keys(config, store)
+    _verify_dataset(config, store, obs_keys)
     shape_meta = _dataset_shape_meta(store, obs_keys)
     _check_expected_shapes(config, shape_meta)
     policy_config = _build_policy_config(config, shape_meta)
@@ -75,6 +78,7 @@ def _open_dataset(config: TrainConfig) -> EpisodeStore:
         raise TrainConfigError(f"dataset.path={str(path)!r} does not exist")
     try:
         store = EpisodeStore.open(path, mode="r")
+        verify_store(store, ())  # the episode index parses
     except (StoreError, OSError) as error:
         raise TrainConfigError(f"dataset.path={str(path)!r}: {error}") from error
     if store.n_episodes == 0:
@@ -99,6 +103,14 @@ def _check_obs_keys(config: TrainConfig, store: EpisodeStore) -> tuple[str, ...]
     if ACTION in wanted or not wanted:
         raise TrainConfigError(f"{source}={wanted} must name observation keys, not 'action'")
     return tuple(wanted)
+
+
+def _verify_dataset(config: TrainConfig, store: EpisodeStore, obs_keys: tuple[str, ...]) -> None:
+    """Every chunk the run reads exists and decodes (a lost chunk file reads back as zeros)."""
+    try:
+        verify_store(store, (*obs_keys, ACTION))
+    except StoreError as error:
+        raise TrainConfigError(f"dataset.path={str(config.dataset.path)!r}: {error}") from error
 
 
 def _dataset_shape_meta(store: EpisodeStore, obs_keys: tuple[str, ...]) -> dict[str, Any]:
