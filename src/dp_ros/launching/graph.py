@@ -202,6 +202,36 @@ def resolve(graph: Graph, overrides: dict[str, str] | None = None) -> list[Resol
     return resolved
 
 
+def node_exit_outcome(name: str, returncode: int) -> tuple[str, int]:
+    """What a graph does when one of its nodes exits: the line to log and the graph's exit code.
+
+    Any node exiting ends the graph (eval_node and scripted teleop_node finish by exiting; any
+    other exit is a crash): the dp-ros runner and launch/*.launch.py's exit handlers both apply
+    this. A node killed by signal N (negative return code) gives 128 + N, as a shell reports it.
+    """
+    code = returncode if returncode >= 0 else 128 - returncode
+    verdict = "finished" if code == 0 else "failed"
+    return f"{name} exited with code {returncode} ({verdict}); stopping the graph", code
+
+
+def launch_exit_verdict(name: str, returncode: int, shutting_down: bool) -> tuple[str, str] | None:
+    """What ros2 launch does when node `name` exits: None (the graph is already stopping),
+    ("shutdown", message) for a clean finish, or ("fail", message) to end launch with an error.
+
+    launch's own exit code is 0 or 1 (1 when an action raises), so a failing node's code is
+    named in the message and launch exits 1; the dp-ros runner returns the code itself.
+    """
+    if shutting_down:
+        return None
+    message, code = node_exit_outcome(name, returncode)
+    return ("shutdown" if code == 0 else "fail"), message
+
+
+def refused_transition_message(name: str, transition: str) -> str:
+    """The error both dp-ros and ros2 launch end with when a lifecycle transition is refused."""
+    return f"{name} refused {transition} (see its log above); stopping the graph"
+
+
 def ros_arguments(node: ResolvedNode) -> list[str]:
     """`--ros-args ...` for starting `node` as a process (what launch_ros passes too)."""
     args = ["--ros-args", "-r", f"__node:={node.name}"]

@@ -33,6 +33,10 @@ from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
 
 NS = 1_000_000_000
+# On the way out the inference thread gets this long to finish its chunk (launch escalates to
+# SIGTERM after 5 s; the target is a stop within 2 s). One still running after it cannot publish:
+# close() shut the gate first.
+CLOSE_JOIN_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class PolicyNode(LifecycleNode):
         self._enabled = self.config.start_enabled
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._publish_gate = threading.Lock()  # held while publishing; close() shuts it
+        self._closed = False
         self._sequence = 0
         self._chunks_published = 0
         self._last_latency = 0.0
@@ -166,7 +172,7 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
         self._stop.clear()
-        self._worker = threading.Thread(target=self._act_loop, name="inference", daemon=True)
+        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
         self._worker.start()
         return result
 
@@ -299,6 +305,14 @@ class PolicyNode(LifecycleNode):
             self._publish(outcome)
             next_start_ns = self._next_start(outcome)
 
+    def _run_worker(self) -> None:
+        try:
+            self._act_loop()
+        except Exception:
+            if not self._stop.is_set():
+                raise
+            # Stopping while an inference ran: the node (or its context) may already be gone.
+
     def _next_start(self, outcome: ActOutcome) -> int:
         """When to start the next inference: its chunk should land as the current one runs out.
 
@@ -317,7 +331,10 @@ class PolicyNode(LifecycleNode):
         msg = conv.timed_chunk_to_msg(
             outcome.chunk, outcome.observation_stamp_ns, self._sequence, self.config.frame_id
         )
-        self._chunk_publisher.publish(msg)
+        with self._publish_gate:  # no chunk once close() began (the context goes next)
+            if self._closed:
+                return
+            self._chunk_publisher.publish(msg)
         self._sequence += 1
         self._chunks_published += 1
         self._set_status(PolicyStatus.STATE_ACTING, "", "")
@@ -352,7 +369,7 @@ class PolicyNode(LifecycleNode):
 
     def _set_status(self, state: int, reason: str, input_name: str) -> None:
         status = (state, reason, input_name)
-        if status != self._status:
+        if status != self._status and not self._closed:
             self._status = status
             if reason:
                 self.get_logger().info(f"not acting: {reason} [{input_name}]")
@@ -365,18 +382,23 @@ class PolicyNode(LifecycleNode):
         msg.acting = state == PolicyStatus.STATE_ACTING
         msg.last_inference_latency = float(self._last_latency)
         msg.chunks_published = self._chunks_published
-        self._status_publisher.publish(msg)
+        with self._publish_gate:
+            if not self._closed:
+                self._status_publisher.publish(msg)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
     def close(self) -> None:
-        self._stop_worker()
+        """Called by run_node before the context shuts down: stop publishing, then acting."""
+        with self._publish_gate:
+            self._closed = True
+        self._stop_worker(timeout=CLOSE_JOIN_S)
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._worker is not None:
-            self._worker.join(timeout=30)
+            self._worker.join(timeout=timeout)
             self._worker = None
 
 
