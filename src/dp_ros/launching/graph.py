@@ -26,6 +26,7 @@ class Argument:
     name: str
     default: str
     description: str
+    required: bool = False  # no default: dp-ros and ros2 launch both refuse to start without it
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,12 @@ def load_graph(name: str) -> Graph:
         raise ValueError(f"no graph named {name!r}; known graphs: {graph_names()}")
     document = yaml.safe_load(path.read_text())
     arguments = tuple(
-        Argument(arg_name, str(spec.get("default", "")), spec.get("description", ""))
+        Argument(
+            arg_name,
+            str(spec.get("default", "")),
+            spec.get("description", ""),
+            bool(spec.get("required", False)),
+        )
         for arg_name, spec in (document.get("arguments") or {}).items()
     )
     nodes = tuple(_node_spec(name, entry) for entry in document["nodes"])
@@ -161,6 +167,18 @@ def argument_values(graph: Graph, overrides: dict[str, str]) -> dict[str, str]:
             f"graph {graph.name!r} has no argument(s) {unknown}; arguments: {sorted(declared)}"
         )
     return {**declared, **{name: str(value) for name, value in overrides.items()}}
+
+
+def check_required(graph: Graph, overrides: dict[str, str]) -> None:
+    """Refuse a graph whose required arguments are missing or empty, naming each."""
+    missing = [
+        argument
+        for argument in graph.arguments
+        if argument.required and not str(overrides.get(argument.name, "")).strip()
+    ]
+    if missing:
+        needed = "; ".join(f"{a.name}:=... ({a.description})" for a in missing)
+        raise ValueError(f"graph {graph.name!r} needs {needed}")
 
 
 def resolve(graph: Graph, overrides: dict[str, str] | None = None) -> list[ResolvedNode]:

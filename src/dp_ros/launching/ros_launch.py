@@ -122,8 +122,13 @@ def _change_state(action, transition: str) -> EmitEvent:
 
 def launch_description_for(graph_name: str) -> LaunchDescription:
     graph = load_graph(graph_name)
+    # A required argument has no default: launch itself refuses to start without it.
     declared = [
-        DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description)
+        DeclareLaunchArgument(arg.name, description=arg.description)
+        if arg.required
+        else DeclareLaunchArgument(
+            arg.name, default_value=arg.default, description=arg.description
+        )
         for arg in graph.arguments
     ]
 

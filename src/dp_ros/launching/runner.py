@@ -20,6 +20,7 @@ import time
 from dp_ros.launching.graph import (
     ResolvedNode,
     argument_values,
+    check_required,
     graph_names,
     load_graph,
     node_exit_outcome,
@@ -207,7 +208,9 @@ def describe_graphs() -> str:
         graph = load_graph(name)
         lines.append(f"{name}: {' '.join(graph.description.split())}")
         for argument in graph.arguments:
-            assignment = f"{argument.name}:={argument.default}"
+            assignment = (
+                f"{argument.name}:={'(required)' if argument.required else argument.default}"
+            )
             lines.append(f"    {assignment:<40} {argument.description}")
     return "\n".join(lines)
 
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         graph = load_graph(options.graph)
         overrides = parse_assignments(options.arguments)
         argument_values(graph, overrides)
+        check_required(graph, overrides)
         nodes = resolve(graph, overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"dp-ros: {error}", file=sys.stderr)

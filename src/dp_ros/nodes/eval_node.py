@@ -164,7 +164,7 @@ class EvalNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("eval_node", EvalNode, args)
+    return run_node("eval_node", EvalNode, args, config_type=EvalNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

@@ -405,7 +405,7 @@ class PolicyNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     # Single-threaded: callbacks never block (inference has its own thread), and rclpy's
     # multi-threaded executor busy-spins (see recorder_node).
-    return run_node("policy_node", PolicyNode, args)
+    return run_node("policy_node", PolicyNode, args, config_type=PolicyNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

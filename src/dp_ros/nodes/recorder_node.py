@@ -358,7 +358,9 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("recorder_node", RecorderNode, args)
+    return run_node(
+        "recorder_node", RecorderNode, args, config_type=RecorderNodeConfig, summary=__doc__
+    )
 
 
 if __name__ == "__main__":
