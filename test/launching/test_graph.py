@@ -140,7 +140,8 @@ def launched_actions(graph: str, arguments: dict[str, str]) -> list:
     description = PythonLaunchDescriptionSource(str(path)).get_launch_description(context)
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
     assert [d.name for d in declared] == [a.name for a in load_graph(graph).arguments]
-    context.launch_configurations.update({d.name: d.default_value[0].text for d in declared})
+    defaults = {d.name: d.default_value[0].text for d in declared if d.default_value}
+    context.launch_configurations.update(defaults)
     context.launch_configurations.update(arguments)
     actions = []
     for entity in description.entities:
