@@ -16,10 +16,12 @@ a new episode at its stamp). Services: `~/reset` (std_srvs/Trigger), `~/enable`
 import gc
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -31,6 +33,7 @@ from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
+from dp_ros.policy.deployment import check_input_shape, task_of
 
 NS = 1_000_000_000
 # On the way out the inference thread gets this long to finish its chunk (launch escalates to
@@ -88,6 +91,13 @@ class PolicyNodeConfig(RobotStreamParams):
     status_rate: float = param(2.0, "Status messages per second (plus one per change).", 0.1, 100)
     debug_inference_delay: float = param(
         0.0, "Extra seconds after each inference (tests of late-step handling only).", 0, 10
+    )
+    input_check_timeout: float = param(
+        10.0,
+        "configure waits up to this long for one message of each state input (object, "
+        "gripper) and refuses a size the checkpoint was not trained on; 0: no check.",
+        0,
+        600,
     )
 
     def validate(self) -> None:
@@ -153,6 +163,7 @@ class PolicyNode(LifecycleNode):
                 half_weights=self.config.half_weights and self.config.device.startswith("cpu"),
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
+            self._check_input_shapes(runner.expected_obs_shapes())
             runner.warmup()
         except (OSError, ValueError, RuntimeError) as error:
             self._set_status(PolicyStatus.STATE_UNCONFIGURED, str(error), self.config.checkpoint)
@@ -191,6 +202,37 @@ class PolicyNode(LifecycleNode):
         self._stop_worker()
         self._release()
         return super().on_shutdown(state)
+
+    def _check_input_shapes(self, expected: dict[str, tuple[int, ...]]) -> None:
+        """One message of each joint-state input (the sizes that differ between tasks and
+        robots; the pose is always 3 + 4), checked against the checkpoint's (To, D) shapes.
+
+        Raises ValueError naming both shapes. An input silent for input_check_timeout is left to
+        the per-message check (the robot may start later)."""
+        from dp_ros.policy.checkpoint import read_checkpoint_json
+
+        if self.config.input_check_timeout <= 0:
+            return
+        task = task_of(read_checkpoint_json(self._checkpoint_path()).get("metadata", {}))
+        deadline = time.monotonic() + self.config.input_check_timeout
+        for stream_name, topic in self.plan.items():
+            stream = STREAM_BY_NAME[stream_name]
+            if stream.kind != "joint_state":
+                continue
+            remaining = max(0.0, deadline - time.monotonic())
+            received, msg = wait_for_message(
+                JointState, self, topic, qos_profile=SENSOR_QOS, time_to_wait=remaining
+            )
+            if not received:
+                self.get_logger().warning(
+                    f"no message on {topic} in {self.config.input_check_timeout} s at configure:"
+                    " its size is checked as messages arrive"
+                )
+                continue
+            names = self._gripper_joint_names() if stream_name == "gripper" else []
+            size = len(names) if names else len(msg.position)
+            key = stream.keys[0]
+            check_input_shape(key, topic, size, expected[key][-1], task)
 
     def _checkpoint_path(self) -> str:
         if not self.config.checkpoint:

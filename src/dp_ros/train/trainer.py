@@ -92,6 +92,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         inputs = check_inputs(self.config, self.paths)
         self.obs_keys, self.shape_meta = inputs.obs_keys, inputs.shape_meta
         self.policy_config, self.resume_dir = inputs.policy_config, inputs.resume_dir
+        self.deployment = inputs.deployment
         if self._eval_hook is None and self.config.eval.hook:
             self._eval_hook = resolve_eval_hook(self.config.eval.hook, self.config.eval.kwargs)
 
