@@ -99,6 +99,16 @@ class PolicyNodeConfig(RobotStreamParams):
         0,
         600,
     )
+    resize_images: bool = param(
+        True,
+        "Bring camera images of any size to the checkpoint's (INTER_AREA, as recorder_node "
+        "does); false: refuse any other size.",
+    )
+    center_crop: bool = param(
+        False,
+        "Before resizing, crop the centre to the checkpoint's aspect ratio (a 640x480 frame "
+        "for an 84x84 policy: its central 480x480); use what recording used.",
+    )
 
     def validate(self) -> None:
         if self.sync_tolerance >= self.control_period:
@@ -286,8 +296,14 @@ class PolicyNode(LifecycleNode):
             _, height, width, _ = self._expected_shapes[key]
             decode = conv.compressed_image_to_rgb if self.config.compressed_images else None
             decode = decode or conv.image_to_rgb
+            cfg = self.config
 
             def convert(msg):
+                if cfg.resize_images:  # any native size -> the checkpoint's (dp_ros.image_fit)
+                    rgb = conv.camera_to_rgb(
+                        msg, topic, cfg.compressed_images, (height, width), cfg.center_crop
+                    )
+                    return {key: rgb}
                 return {key: decode(msg, topic, (height, width))}
 
         elif stream.kind == "pose":

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -97,7 +98,11 @@ def run_node(
         return 0
     with StopSignals() as stop:
         try:
-            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+            try:
+                rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+            except RCLError as error:  # malformed --ros-args: rcl has logged which
+                print(f"{name}: bad ROS arguments: {error}", file=sys.stderr)
+                return REFUSED_AT_START
             node = make_node()
             stop.abort_construction = False
         except KeyboardInterrupt:  # stopped while starting: nothing to close yet
