@@ -34,8 +34,13 @@ def ignore_stop_signals() -> None:
 
 
 def _exit_quietly(signum, frame) -> None:
+    # Leave at once: raising here (SystemExit) lands inside whatever is importing, and numpy,
+    # for one, turns an exception in its C import into an ImportError traceback (seen).
+    # Nothing has been built yet, so nothing needs closing.
     ignore_stop_signals()
-    raise SystemExit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 STARTED_AS_PROGRAM = _starting_a_node()

@@ -66,6 +66,10 @@ class StopSignals:
         self.requested.set()
         if first and self.abort_construction:
             self.abort_construction = False
+            if nodes.STARTED_AS_PROGRAM:
+                # Not an exception: one raised inside an import (constructors import lazily)
+                # comes out as an ImportError traceback. Nothing is built that needs closing.
+                _exit_now(0)
             raise KeyboardInterrupt
 
 
