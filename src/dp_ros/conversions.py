@@ -297,3 +297,22 @@ def msg_to_timed_chunk(msg: ActionChunk, topic: str, action_dim: int = 7) -> Tim
     _check_finite(topic, "action chunk", data)
     rows = data.reshape(msg.horizon, msg.action_dim)
     return TimedChunk(stamp_to_ns(msg.header.stamp), period_ns, rows)
+
+
+# ---- camera frames at another size -------------------------------------------------------------
+
+
+def camera_to_rgb(
+    msg,
+    topic: str,
+    compressed: bool = False,
+    target_hw: tuple[int, int] | None = None,
+    crop: bool = False,
+) -> np.ndarray:
+    """Image or CompressedImage -> (H, W, 3) uint8 RGB, brought to `target_hw` (None: as it
+    came) by dp_ros.image_fit (optional centre crop, INTER_AREA): what policy_node and
+    recorder_node both do with a camera of another native size."""
+    from dp_ros.image_fit import fit_image
+
+    rgb = compressed_image_to_rgb(msg, topic) if compressed else image_to_rgb(msg, topic)
+    return rgb if target_hw is None else fit_image(rgb, target_hw, crop)

@@ -63,7 +63,7 @@ def test_acting_core_holds_naming_the_input_before_running_the_policy(tmp_path):
     core.input_guard = InputGuard.from_stats(runner.policy.normalizer.stats, runner.obs_keys, 5.0)
     predicted = []
     runner_predict = runner.predict
-    runner.predict = lambda obs: predicted.append(obs) or runner_predict(obs)
+    runner.predict = lambda obs, held=None: predicted.append(obs) or runner_predict(obs, held)
     core.reset(10**9)  # an episode starting here: one observation is enough
     core.add("robot0_eef_pos", 10**9, np.array([1e6, 0, 0], np.float32))
     outcome = core.act(lambda: 10**9)

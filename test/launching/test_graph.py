@@ -12,7 +12,10 @@ from dp_ros.launching.graph import (
     _check_references,
     config_dir,
     graph_names,
+    launch_exit_verdict,
     load_graph,
+    node_exit_outcome,
+    refused_transition_message,
     resolve,
     ros_arguments,
 )
@@ -99,11 +102,113 @@ def test_ros_arguments_are_what_a_launch_would_pass():
     assert "checkpoint:=/c k" in args and "use_sim_time:=false" in args
 
 
-def test_launch_files_load_where_ros_launch_is_installed():
-    launch_ros = pytest.importorskip("launch_ros")  # absent from the PyPI wheels; present on ROS
+def test_any_node_exit_ends_the_graph_with_its_code():
+    assert node_exit_outcome("eval_node", 0) == (
+        "eval_node exited with code 0 (finished); stopping the graph",
+        0,
+    )
+    assert node_exit_outcome("eval_node", 1)[1] == 1
+    assert "(failed)" in node_exit_outcome("sim_node", 2)[0]
+    assert node_exit_outcome("sim_node", -9)[1] == 128 + 9  # killed by SIGKILL, as a shell says
+
+
+def test_launch_ends_on_a_node_exit_unless_already_stopping():
+    """What launch/*.launch.py's exit handlers do (the same rule as the runner's)."""
+    assert launch_exit_verdict("eval_node", 0, shutting_down=False) == (
+        "shutdown",
+        node_exit_outcome("eval_node", 0)[0],
+    )
+    kind, message = launch_exit_verdict("eval_node", 1, shutting_down=False)
+    assert kind == "fail" and "eval_node exited with code 1" in message
+    # Ctrl-C: every node exits while launch stops; none of those exits is a verdict.
+    assert launch_exit_verdict("sim_node", 1, shutting_down=True) is None
+    refusal = refused_transition_message("policy_node", "configure")
+    assert refusal.startswith("policy_node refused configure")
+
+
+# ---- with the genuine ROS 2 launch API (any ROS install; not installable from PyPI here) -------
+
+
+def launched_actions(graph: str, arguments: dict[str, str]) -> list:
+    """The actions launch/<graph>.launch.py produces for `arguments`, evaluated by launch."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-    assert launch_ros
-    for path in LAUNCH_DIR.glob("*.launch.py"):
-        description = PythonLaunchDescriptionSource(str(path)).get_launch_description(None)
-        assert description.entities
+    path = LAUNCH_DIR / f"{graph}.launch.py"
+    context = LaunchContext()
+    description = PythonLaunchDescriptionSource(str(path)).get_launch_description(context)
+    declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
+    assert [d.name for d in declared] == [a.name for a in load_graph(graph).arguments]
+    defaults = {d.name: d.default_value[0].text for d in declared if d.default_value}
+    context.launch_configurations.update(defaults)
+    context.launch_configurations.update(arguments)
+    actions = []
+    for entity in description.entities:
+        if isinstance(entity, OpaqueFunction):
+            actions += entity.visit(context) or []
+    return actions
+
+
+@pytest.mark.parametrize(
+    "graph, arguments",
+    [
+        ("policy", {"checkpoint": "/c"}),
+        ("sim", {}),
+        ("evaluate", {"video_episodes": "0"}),
+        ("record", {"store": "/tmp/s.zarr"}),
+    ],
+)
+def test_launch_files_produce_the_graphs_nodes_and_their_stop_handlers(graph, arguments):
+    pytest.importorskip("launch_ros")  # absent from the PyPI wheels; present on any ROS install
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
+    from launch_ros.actions import LifecycleNode, Node
+    from launch_ros.event_handlers import OnStateTransition
+
+    actions = launched_actions(graph, arguments)
+    expected = resolve(load_graph(graph), arguments)
+    nodes = [action for action in actions if isinstance(action, Node)]
+    executables = [node.node_executable for node in nodes]
+    assert executables == [n.executable for n in expected]
+    assert {node.node_package for node in nodes} == {"dp_ros"}
+    handlers = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)]
+    # Every node's exit ends the launch, as it ends dp-ros.
+    assert sum(isinstance(h, OnProcessExit) for h in handlers) == len(nodes)
+    lifecycle = [node for node in nodes if isinstance(node, LifecycleNode)]
+    transitions = sum(len(n.autostart) for n in expected if n.lifecycle)
+    # A refusal handler per autostart transition, plus the handler that activates.
+    activations = sum("activate" in n.autostart for n in expected)
+    assert sum(isinstance(h, OnStateTransition) for h in handlers) == transitions + activations
+    assert len(lifecycle) == sum(n.lifecycle for n in expected)
+
+
+@pytest.mark.parametrize("code, launch_code", [(0, 0), (3, 1)])
+def test_real_launch_ends_when_a_node_exits_with_its_verdict(code, launch_code):
+    """launch.LaunchService with our exit handler: a process exiting ends the launch (the other
+    one, which would run 60 s, is stopped), with exit code 1 when it failed."""
+    import sys
+    import time
+
+    pytest.importorskip("launch_ros")
+    from launch import LaunchDescription, LaunchService
+    from launch.actions import ExecuteProcess
+
+    from dp_ros.launching.ros_launch import end_graph_on_exit
+
+    finishing = ExecuteProcess(cmd=[sys.executable, "-c", f"raise SystemExit({code})"])
+    staying = ExecuteProcess(cmd=[sys.executable, "-c", "import time; time.sleep(60)"])
+    service = LaunchService()
+    service.include_launch_description(
+        LaunchDescription(
+            [
+                finishing,
+                staying,
+                end_graph_on_exit(finishing, "finishing"),
+                end_graph_on_exit(staying, "staying"),
+            ]
+        )
+    )
+    started = time.monotonic()
+    assert service.run() == launch_code
+    assert time.monotonic() - started < 30

@@ -95,6 +95,18 @@ def test_cli_refuses_unknown_graph_and_arguments(capsys):
     assert "(lifecycle: configure -> activate)" in shown
 
 
+def test_show_and_launch_refuse_a_missing_required_argument(capsys):
+    """The same refusal from show as from launch, before anything starts."""
+    for command in ("show", "launch"):
+        assert runner_main([command, "record"]) == 2
+        error = capsys.readouterr().err
+        assert "graph 'record' needs store:=..." in error
+        assert runner_main([command, "policy", "checkpoint:="]) == 2
+        assert "needs checkpoint:=..." in capsys.readouterr().err
+    assert runner_main(["list"]) == 0
+    assert "checkpoint:=(required)" in capsys.readouterr().out
+
+
 def test_nodes_do_not_outlive_a_killed_runner(tmp_path):
     """A runner that crashes (SIGKILL: no handler runs) must not leave nodes behind."""
     import time

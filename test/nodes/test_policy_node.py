@@ -200,11 +200,7 @@ BAD_INPUTS = {
         "/wrist/image_raw",
         "image encoding '16UC1' is not supported",
     ),
-    "wrong_image_size": (
-        dict(image_hw={"agentview": (64, 64)}),
-        "/agentview/image_raw",
-        "image is 64x64 (HxW); expected 84x84",
-    ),
+    # Another image size is no longer bad input: it is resized (test_native_cameras.py).
     "nan_pose": (dict(nan_pose=True), "/eef_pose", "pose contains NaN"),
     "missing_wrist_camera": (
         dict(silent=("wrist",)),
@@ -472,7 +468,8 @@ def test_lifecycle_in_order_releases_memory_on_cleanup(context, tmp_path):
     )
     weights_mb = os.path.getsize(checkpoint / "policy.safetensors") / 2**20
     assert weights_mb > 100
-    process = start_policy_node(checkpoint, name="big_policy")
+    # No robot here: configure need not wait for the gripper's first message.
+    process = start_policy_node(checkpoint, "input_check_timeout:=0.0", name="big_policy")
     observer = Observer(context, "big_policy")
     pid = process.process.pid
     try:

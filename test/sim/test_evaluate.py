@@ -11,6 +11,7 @@ from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.sim.evaluate import (
     EvalConfigError,
     SimEvalConfig,
+    eval_threads,
     main,
     make_eval_hook,
     policy_image_size,
@@ -174,3 +175,33 @@ def test_eval_config_errors_name_field_value_and_rule(tmp_path):
         SimEvalConfig(str(tmp_path), "lift", 2, n_videos=3, video_dir=str(tmp_path))
     with pytest.raises(EvalConfigError, match="video_dir=None.*n_videos=1"):
         make_eval_hook("lift", 2, n_videos=1)
+
+
+@pytest.mark.sim
+def test_dp_eval_progress_counts_steps_and_a_state_policy_runs_on_one_thread(
+    state_checkpoint, tmp_path, capfd
+):
+    import torch
+
+    threads = torch.get_num_threads()
+    output = tmp_path / "state.json"
+    argv = [str(state_checkpoint), "--task", "lift", "--episodes", "2"]
+    argv += ["--max-episode-steps", str(MAX_STEPS), "--output", str(output)]
+    try:
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 1  # chosen for a state policy (in-process here)
+    finally:
+        torch.set_num_threads(threads)
+    err = capfd.readouterr().err
+    # tqdm's bar counts steps (each episode as its step limit), not episodes.
+    assert f"{2 * MAX_STEPS}/{2 * MAX_STEPS}" in err and "step" in err
+    assert "episodes=2/2" in err
+
+
+def test_eval_threads_one_for_state_policies_cores_shared_for_image_ones():
+    import os
+
+    assert eval_threads(workers=1, cameras=False) == 1
+    assert eval_threads(workers=2, cameras=False) == 1
+    assert eval_threads(workers=1, cameras=True) == max(1, os.cpu_count() or 1)
+    assert eval_threads(workers=64, cameras=True) == 1

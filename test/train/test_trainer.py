@@ -116,6 +116,10 @@ def test_training_lowers_validation_loss_and_writes_everything(tmp_path, low_dim
     document = json.loads((checkpoints / "best" / "policy.json").read_text())
     assert document["metadata"]["trainer"]["metrics"]["val/loss"] == summary["best"]["value"]
     assert document["metadata"]["trainer"]["ema"] is True
+    deployment = document["metadata"]["deployment"]  # what a robot must provide
+    assert deployment["observations"]["object"]["input"] == "object_topic"
+    assert deployment["observations"][EEF_POS]["shape"] == [3]
+    assert deployment["control_period"] == 0.05 and len(deployment["action"]["names"]) == 7
 
     runner = PolicyRunner.from_checkpoint(checkpoints / "last")  # the robot-side loader
     assert runner.horizon == 8 and runner.obs_keys == (EEF_POS, "object")

@@ -26,6 +26,7 @@ class Argument:
     name: str
     default: str
     description: str
+    required: bool = False  # no default: dp-ros and ros2 launch both refuse to start without it
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,12 @@ def load_graph(name: str) -> Graph:
         raise ValueError(f"no graph named {name!r}; known graphs: {graph_names()}")
     document = yaml.safe_load(path.read_text())
     arguments = tuple(
-        Argument(arg_name, str(spec.get("default", "")), spec.get("description", ""))
+        Argument(
+            arg_name,
+            str(spec.get("default", "")),
+            spec.get("description", ""),
+            bool(spec.get("required", False)),
+        )
         for arg_name, spec in (document.get("arguments") or {}).items()
     )
     nodes = tuple(_node_spec(name, entry) for entry in document["nodes"])
@@ -163,6 +169,18 @@ def argument_values(graph: Graph, overrides: dict[str, str]) -> dict[str, str]:
     return {**declared, **{name: str(value) for name, value in overrides.items()}}
 
 
+def check_required(graph: Graph, overrides: dict[str, str]) -> None:
+    """Refuse a graph whose required arguments are missing or empty, naming each."""
+    missing = [
+        argument
+        for argument in graph.arguments
+        if argument.required and not str(overrides.get(argument.name, "")).strip()
+    ]
+    if missing:
+        needed = "; ".join(f"{a.name}:=... ({a.description})" for a in missing)
+        raise ValueError(f"graph {graph.name!r} needs {needed}")
+
+
 def resolve(graph: Graph, overrides: dict[str, str] | None = None) -> list[ResolvedNode]:
     """The nodes to start, with every $(arg) substituted and conditions applied."""
     values = argument_values(graph, overrides or {})
@@ -200,6 +218,36 @@ def resolve(graph: Graph, overrides: dict[str, str] | None = None) -> list[Resol
             )
         )
     return resolved
+
+
+def node_exit_outcome(name: str, returncode: int) -> tuple[str, int]:
+    """What a graph does when one of its nodes exits: the line to log and the graph's exit code.
+
+    Any node exiting ends the graph (eval_node and scripted teleop_node finish by exiting; any
+    other exit is a crash): the dp-ros runner and launch/*.launch.py's exit handlers both apply
+    this. A node killed by signal N (negative return code) gives 128 + N, as a shell reports it.
+    """
+    code = returncode if returncode >= 0 else 128 - returncode
+    verdict = "finished" if code == 0 else "failed"
+    return f"{name} exited with code {returncode} ({verdict}); stopping the graph", code
+
+
+def launch_exit_verdict(name: str, returncode: int, shutting_down: bool) -> tuple[str, str] | None:
+    """What ros2 launch does when node `name` exits: None (the graph is already stopping),
+    ("shutdown", message) for a clean finish, or ("fail", message) to end launch with an error.
+
+    launch's own exit code is 0 or 1 (1 when an action raises), so a failing node's code is
+    named in the message and launch exits 1; the dp-ros runner returns the code itself.
+    """
+    if shutting_down:
+        return None
+    message, code = node_exit_outcome(name, returncode)
+    return ("shutdown" if code == 0 else "fail"), message
+
+
+def refused_transition_message(name: str, transition: str) -> str:
+    """The error both dp-ros and ros2 launch end with when a lifecycle transition is refused."""
+    return f"{name} refused {transition} (see its log above); stopping the graph"
 
 
 def ros_arguments(node: ResolvedNode) -> list[str]:

@@ -4,6 +4,9 @@ What `ros2 lifecycle set` and launch_ros's lifecycle events do, for the dp-ros r
 `<node>/change_state` and `<node>/get_state` (lifecycle_msgs).
 """
 
+import threading
+import time
+
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
@@ -25,8 +28,10 @@ STATE_LABELS = {
 class LifecycleClient:
     """Transitions of one managed node, called from `node` spun by `executor`."""
 
-    def __init__(self, node, executor, target: str) -> None:
+    def __init__(self, node, executor, target: str, cancel: threading.Event | None = None) -> None:
+        """`cancel`, when set, abandons a call that waits for its answer (a graph stopping)."""
         self.node = node
+        self.cancel = cancel or threading.Event()
         self.executor = executor
         self.target = target.rstrip("/")
         self._change = node.create_client(ChangeState, f"{self.target}/change_state")
@@ -43,10 +48,17 @@ class LifecycleClient:
             raise TimeoutError(f"{client.srv_name} not available after {timeout}s")
         for _ in range(attempts):
             future = client.call_async(request)
-            self.executor.spin_until_future_complete(future, timeout_sec=timeout / attempts)
+            deadline = time.monotonic() + timeout / attempts
+            while not future.done() and not self.cancel.is_set():
+                slice_s = min(0.5, deadline - time.monotonic())
+                if slice_s <= 0:
+                    break
+                self.executor.spin_until_future_complete(future, timeout_sec=slice_s)
             if future.done():
                 return future.result()
             client.remove_pending_request(future)
+            if self.cancel.is_set():
+                raise TimeoutError(f"{client.srv_name}: abandoned, the graph is stopping")
         raise TimeoutError(f"{client.srv_name} did not answer in {timeout}s")
 
     def transition(self, name: str, timeout: float = 120.0) -> bool:

@@ -12,6 +12,7 @@ runs out, or as soon as any node exits (that node's exit code becomes the runner
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,14 +20,18 @@ import time
 from dp_ros.launching.graph import (
     ResolvedNode,
     argument_values,
+    check_required,
     graph_names,
     load_graph,
+    node_exit_outcome,
+    refused_transition_message,
     resolve,
     ros_arguments,
 )
 from dp_ros.launching.processes import ManagedProcess
 
 STOP_TIMEOUT_S = 15.0
+SERVICE_POLL_S = 0.5  # lifecycle services are awaited in slices, so a stopping graph is noticed
 _print_lock = threading.Lock()
 
 
@@ -71,33 +76,51 @@ class GraphRun:
             return True
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
 
         from dp_ros.launching.lifecycle import LifecycleClient
 
         context = rclpy.Context()
         # Not sys.argv: the runner's own name:=value arguments are not ROS remap rules.
-        rclpy.init(args=["dp-ros"], context=context)
+        rclpy.init(
+            args=["dp-ros"], context=context, signal_handler_options=SignalHandlerOptions.NO
+        )
         node = rclpy.create_node("dp_ros_runner", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:
             for target in managed:
-                client = LifecycleClient(node, executor, f"/{target.name}")
-                if not client.wait_for_services(timeout):
-                    echo("dp-ros", f"{target.name}: lifecycle services not available")
+                client = LifecycleClient(node, executor, f"/{target.name}", self.stopping)
+                if not self._wait_for_services(client, timeout):
+                    if not self.stopping.is_set():
+                        echo("dp-ros", f"{target.name}: lifecycle services not available")
                     return False
                 for transition in target.autostart:
                     if self.stopping.is_set():
                         return False
-                    ok = client.transition(transition, timeout)
+                    try:
+                        ok = client.transition(transition, timeout)
+                    except TimeoutError as error:
+                        if not self.stopping.is_set():
+                            echo("dp-ros", f"{target.name}: {transition}: {error}")
+                        return False
                     echo("dp-ros", f"{target.name}: {transition} {'done' if ok else 'REFUSED'}")
                     if not ok:
+                        echo("dp-ros", refused_transition_message(target.name, transition))
                         return False
             return True
         finally:
             executor.shutdown()
             node.destroy_node()
             rclpy.shutdown(context=context)
+
+    def _wait_for_services(self, client, timeout: float) -> bool:
+        """True once `client`'s services are up; False after `timeout` or once stopping."""
+        deadline = time.monotonic() + timeout
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            if client.wait_for_services(SERVICE_POLL_S):
+                return True
+        return False
 
     def first_exited(self) -> tuple[str, int] | None:
         for name, process in self.processes.items():
@@ -107,14 +130,28 @@ class GraphRun:
         return None
 
     def stop(self) -> None:
-        """SIGINT every node at once, then wait; SIGKILL what does not exit in time."""
+        """SIGTERM every node at once, then wait; SIGKILL what does not exit in time.
+
+        SIGTERM, not SIGINT: dp_ros nodes treat both as Ctrl-C (dp_ros.nodes.spin), but a node
+        that is still starting Python (site and its .pth hooks run before any of our code) ends
+        silently on SIGTERM where SIGINT prints a KeyboardInterrupt traceback.
+        """
         self.stopping.set()
         for process in self.processes.values():
             if process.process.poll() is None:
-                process._signal_group(signal.SIGINT)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+                process._signal_group(signal.SIGTERM)
+        started = time.monotonic()
+        deadline = started + STOP_TIMEOUT_S
+        took = {}
         for process in self.processes.values():
-            process.stop(timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                process.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                echo("dp-ros", f"{process.name} did not stop in {STOP_TIMEOUT_S}s: SIGKILL")
+                process.kill()
+            took[process.name] = time.monotonic() - started
+        if took:
+            echo("dp-ros", "stopped in " + ", ".join(f"{n} {s:.1f} s" for n, s in took.items()))
 
 
 def run_graph(nodes: list[ResolvedNode], duration: float | None) -> int:
@@ -122,36 +159,47 @@ def run_graph(nodes: list[ResolvedNode], duration: float | None) -> int:
     interrupted = threading.Event()
 
     def on_signal(signum, frame) -> None:
+        # Only ever a request: a second Ctrl-C while the graph stops must not raise anywhere.
         interrupted.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     exit_code = 0
+    # A daemon: the runner never waits for it at exit (it may wait on a node that is gone).
+    driver = threading.Thread(target=lambda: lifecycle_ok.append(run.drive_lifecycles()))
+    driver.daemon = True
+    lifecycle_ok: list[bool] = []
     try:
         run.start()
-        lifecycle_ok = []
-        driver = threading.Thread(target=lambda: lifecycle_ok.append(run.drive_lifecycles()))
         driver.start()
-        deadline = None if duration is None else time.monotonic() + duration
-        while not interrupted.is_set():
-            exited = run.first_exited()
-            if exited is not None:
-                echo("dp-ros", f"{exited[0]} exited with code {exited[1]}; stopping the graph")
-                exit_code = exited[1] or 0
-                break
-            if lifecycle_ok == [False]:
-                echo("dp-ros", "a lifecycle transition failed; stopping the graph")
-                exit_code = 1
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                echo("dp-ros", f"--duration {duration}s reached; stopping the graph")
-                break
-            time.sleep(0.1)
+        exit_code = _watch(run, interrupted, lifecycle_ok, duration)
     finally:
         run.stop()
+        if driver.is_alive():
+            driver.join(timeout=2 * SERVICE_POLL_S + 1)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     echo("dp-ros", "all nodes stopped")
     return exit_code
+
+
+def _watch(
+    run: GraphRun, interrupted: threading.Event, lifecycle_ok: list, duration: float | None
+) -> int:
+    """Wait until the graph should stop; the runner's exit code."""
+    deadline = None if duration is None else time.monotonic() + duration
+    while not interrupted.is_set():
+        exited = run.first_exited()
+        if exited is not None:
+            message, code = node_exit_outcome(*exited)
+            echo("dp-ros", message)
+            return code
+        if lifecycle_ok == [False]:
+            return 1
+        if deadline is not None and time.monotonic() >= deadline:
+            echo("dp-ros", f"--duration {duration}s reached; stopping the graph")
+            return 0
+        time.sleep(0.1)
+    return 0
 
 
 def describe_graphs() -> str:
@@ -160,7 +208,9 @@ def describe_graphs() -> str:
         graph = load_graph(name)
         lines.append(f"{name}: {' '.join(graph.description.split())}")
         for argument in graph.arguments:
-            assignment = f"{argument.name}:={argument.default}"
+            assignment = (
+                f"{argument.name}:={'(required)' if argument.required else argument.default}"
+            )
             lines.append(f"    {assignment:<40} {argument.description}")
     return "\n".join(lines)
 
@@ -187,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         graph = load_graph(options.graph)
         overrides = parse_assignments(options.arguments)
         argument_values(graph, overrides)
+        check_required(graph, overrides)
         nodes = resolve(graph, overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"dp-ros: {error}", file=sys.stderr)

@@ -48,6 +48,12 @@ class EvalNodeConfig(NodeConfig):
     wrist_topic: str = param("/wrist/image_raw", "Wrist camera (video).")
     summary: str = param("", "JSON file with every episode's result (empty: none).")
     timeout: float = param(0.0, "Give up after this many seconds (exit code 1); 0: never.", 0.0)
+    stall_timeout: float = param(
+        300.0,
+        "Give up (exit code 1) when no episode has ended for this many seconds, counted from "
+        "start, so a graph whose policy never acts ends; 0: wait forever.",
+        0.0,
+    )
 
 
 class EvalNode(Node):
@@ -61,6 +67,7 @@ class EvalNode(Node):
         self._policy_acting = not cfg.policy_status_topic
         self._reset_sent = False
         self._started_at = time.monotonic()
+        self._progress_at = self._started_at  # the last episode end (stall_timeout)
         self._video = None
         self._frames = StateAssembler(CAMERAS)
         self._reset_client = self.create_client(ResetEnv, cfg.reset_service)
@@ -88,6 +95,8 @@ class EvalNode(Node):
             self._policy_acting = True
 
     def _tick(self) -> None:
+        if self._stalled():
+            return
         timeout = self.config.timeout
         if timeout and time.monotonic() - self._started_at > timeout and not self.done.is_set():
             self.get_logger().error(
@@ -104,6 +113,19 @@ class EvalNode(Node):
         future = self._reset_client.call_async(ResetEnv.Request(seed=self.config.seed))
         future.add_done_callback(self._on_reset_done)
 
+    def _stalled(self) -> bool:
+        """True (and finished with code 1) once no episode ended for stall_timeout seconds."""
+        limit = self.config.stall_timeout
+        if not limit or self.done.is_set() or time.monotonic() - self._progress_at <= limit:
+            return False
+        waiting = "the policy to act" if not self._policy_acting else "an episode to end"
+        self.get_logger().error(
+            f"gave up: waited {limit:.0f} s for {waiting} ({len(self.tally.results)} of "
+            f"{self.config.episodes} episodes done; stall_timeout)"
+        )
+        self._finish(exit_code=1)
+        return True
+
     def _on_reset_done(self, future) -> None:
         response = future.result()
         self.tally.begin(int(response.episode))
@@ -115,6 +137,7 @@ class EvalNode(Node):
         result = self.tally.add(msg.episode, msg.success, msg.steps, msg.reason)
         if result is None:
             return
+        self._progress_at = time.monotonic()
         self.get_logger().info(self.tally.line(result))
         if self.tally.done:
             self._finish(exit_code=0)
@@ -164,7 +187,7 @@ class EvalNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("eval_node", EvalNode, args)
+    return run_node("eval_node", EvalNode, args, config_type=EvalNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

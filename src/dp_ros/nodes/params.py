@@ -131,3 +131,31 @@ def _as_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"parameter {name}={value!r}: expected a number")
     return float(value)
+
+
+def _type_name(field_type: Any) -> str:
+    names = {bool: "bool", int: "int", float: "double", str: "string"}
+    return names.get(field_type, "string[]" if field_type == list[str] else "double[]")
+
+
+def describe_parameters(config_type: type) -> str:
+    """Every parameter of `config_type`: name, type, default, range or choices, description.
+
+    What `ros2 param describe` shows on a running node, for `<node> --help` without ROS.
+    """
+    hints = typing.get_type_hints(config_type)
+    blocks = []
+    for item in dataclasses.fields(config_type):
+        has_factory = item.default_factory is not dataclasses.MISSING
+        default = item.default_factory() if has_factory else item.default
+        meta = item.metadata
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)
+        facts = [_type_name(hints[item.name]), f"default {shown}"]
+        if meta.get("low") is not None and meta.get("high") is not None:
+            facts.append(f"range [{meta['low']}, {meta['high']}]")
+        elif meta.get("low") is not None:
+            facts.append(f">= {meta['low']}")
+        if meta.get("choices"):
+            facts.append("one of " + ", ".join(repr(c) for c in meta["choices"]))
+        blocks.append(f"  {item.name} ({'; '.join(facts)})\n      {meta.get('description', '')}")
+    return "\n".join(blocks)

@@ -16,11 +16,13 @@ a new episode at its stamp). Services: `~/reset` (std_srvs/Trigger), `~/enable`
 import gc
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.serialization import deserialize_message
+from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -35,8 +37,13 @@ from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import RobotStreamParams, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
+from dp_ros.policy.deployment import check_input_shape, task_of
 
 NS = 1_000_000_000
+# On the way out the inference thread gets this long to finish its chunk (launch escalates to
+# SIGTERM after 5 s; the target is a stop within 2 s). One still running after it cannot publish:
+# close() shut the gate first.
+CLOSE_JOIN_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,23 @@ class PolicyNodeConfig(RobotStreamParams):
         0,
         1e9,
     )
+    input_check_timeout: float = param(
+        10.0,
+        "configure waits up to this long for one message of each state input (object, "
+        "gripper) and refuses a size the checkpoint was not trained on; 0: no check.",
+        0,
+        600,
+    )
+    resize_images: bool = param(
+        True,
+        "Bring camera images of any size to the checkpoint's (INTER_AREA, as recorder_node "
+        "does); false: refuse any other size.",
+    )
+    center_crop: bool = param(
+        False,
+        "Before resizing, crop the centre to the checkpoint's aspect ratio (a 640x480 frame "
+        "for an 84x84 policy: its central 480x480); use what recording used.",
+    )
 
     def validate(self) -> None:
         if self.sync_tolerance >= self.control_period:
@@ -172,6 +196,8 @@ class PolicyNode(LifecycleNode):
         self._enabled = self.config.start_enabled
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._publish_gate = threading.Lock()  # held while publishing; close() shuts it
+        self._closed = False
         self._sequence = 0
         self._chunks_published = 0
         self._last_latency = 0.0
@@ -201,6 +227,7 @@ class PolicyNode(LifecycleNode):
                 half_weights=self.config.half_weights and self.config.device.startswith("cpu"),
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
+            self._check_input_shapes(runner.expected_obs_shapes())
             runner.warmup()
             self.core = ActingCore(runner, self.config.acting_config())
             self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
@@ -227,7 +254,7 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
         self._stop.clear()
-        self._worker = threading.Thread(target=self._act_loop, name="inference", daemon=True)
+        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
         self._worker.start()
         return result
 
@@ -246,6 +273,37 @@ class PolicyNode(LifecycleNode):
         self._stop_worker()
         self._release()
         return super().on_shutdown(state)
+
+    def _check_input_shapes(self, expected: dict[str, tuple[int, ...]]) -> None:
+        """One message of each joint-state input (the sizes that differ between tasks and
+        robots; the pose is always 3 + 4), checked against the checkpoint's (To, D) shapes.
+
+        Raises ValueError naming both shapes. An input silent for input_check_timeout is left to
+        the per-message check (the robot may start later)."""
+        from dp_ros.policy.checkpoint import read_checkpoint_json
+
+        if self.config.input_check_timeout <= 0:
+            return
+        task = task_of(read_checkpoint_json(self._checkpoint_path()).get("metadata", {}))
+        deadline = time.monotonic() + self.config.input_check_timeout
+        for stream_name, topic in self.plan.items():
+            stream = STREAM_BY_NAME[stream_name]
+            if stream.kind != "joint_state":
+                continue
+            remaining = max(0.0, deadline - time.monotonic())
+            received, msg = wait_for_message(
+                JointState, self, topic, qos_profile=SENSOR_QOS, time_to_wait=remaining
+            )
+            if not received:
+                self.get_logger().warning(
+                    f"no message on {topic} in {self.config.input_check_timeout} s at configure:"
+                    " its size is checked as messages arrive"
+                )
+                continue
+            names = self._gripper_joint_names() if stream_name == "gripper" else []
+            size = len(names) if names else len(msg.position)
+            key = stream.keys[0]
+            check_input_shape(key, topic, size, expected[key][-1], task)
 
     def _checkpoint_path(self) -> str:
         if not self.config.checkpoint:
@@ -311,8 +369,14 @@ class PolicyNode(LifecycleNode):
             _, height, width, _ = self._expected_shapes[key]
             decode = conv.compressed_image_to_rgb if self.config.compressed_images else None
             decode = decode or conv.image_to_rgb
+            cfg = self.config
 
             def convert(msg):
+                if cfg.resize_images:  # any native size -> the checkpoint's (dp_ros.image_fit)
+                    rgb = conv.camera_to_rgb(
+                        msg, topic, cfg.compressed_images, (height, width), cfg.center_crop
+                    )
+                    return {key: rgb}
                 return {key: decode(msg, topic, (height, width))}
 
         elif stream.kind == "pose":
@@ -403,6 +467,14 @@ class PolicyNode(LifecycleNode):
             self._publish(outcome)
             next_start_ns = self._next_start(outcome, core)
 
+    def _run_worker(self) -> None:
+        try:
+            self._act_loop()
+        except Exception:
+            if not self._stop.is_set():
+                raise
+            # Stopping while an inference ran: the node (or its context) may already be gone.
+
     def _next_start(self, outcome: ActOutcome, core: ActingCore) -> int:
         """When to start the next inference: its chunk should land as the current one has
         executed its Ta steps (counted from the observation it was conditioned on).
@@ -425,7 +497,10 @@ class PolicyNode(LifecycleNode):
             self.config.frame_id,
             source=ActionChunk.SOURCE_POLICY,
         )
-        self._chunk_publisher.publish(msg)
+        with self._publish_gate:  # no chunk once close() began (the context goes next)
+            if self._closed:
+                return
+            self._chunk_publisher.publish(msg)
         self._sequence += 1
         self._chunks_published += 1
         self._set_status(PolicyStatus.STATE_ACTING, "", "")
@@ -462,7 +537,7 @@ class PolicyNode(LifecycleNode):
 
     def _set_status(self, state: int, reason: str, input_name: str) -> None:
         status = (state, reason, input_name)
-        if status != self._status:
+        if status != self._status and not self._closed:
             self._status = status
             if reason:
                 self.get_logger().info(f"not acting: {reason} [{input_name}]")
@@ -475,25 +550,30 @@ class PolicyNode(LifecycleNode):
         msg.acting = state == PolicyStatus.STATE_ACTING
         msg.last_inference_latency = float(self._last_latency)
         msg.chunks_published = self._chunks_published
-        self._status_publisher.publish(msg)
+        with self._publish_gate:
+            if not self._closed:
+                self._status_publisher.publish(msg)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
     def close(self) -> None:
-        self._stop_worker()
+        """Called by run_node before the context shuts down: stop publishing, then acting."""
+        with self._publish_gate:
+            self._closed = True
+        self._stop_worker(timeout=CLOSE_JOIN_S)
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._worker is not None:
-            self._worker.join(timeout=30)
+            self._worker.join(timeout=timeout)
             self._worker = None
 
 
 def main(args: list[str] | None = None) -> int:
     # Single-threaded: callbacks never block (inference has its own thread), and rclpy's
     # multi-threaded executor busy-spins (see recorder_node).
-    return run_node("policy_node", PolicyNode, args)
+    return run_node("policy_node", PolicyNode, args, config_type=PolicyNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

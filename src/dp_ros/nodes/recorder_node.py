@@ -51,6 +51,7 @@ from dp_msgs.srv import ResetEnv, StartEpisode, StopEpisode
 from dp_ros import conversions as conv
 from dp_ros.acting.inputs import streams_for
 from dp_ros.data.store import StoreError
+from dp_ros.image_fit import parse_hw
 from dp_ros.nodes.params import declare_and_load
 from dp_ros.nodes.qos import EVENT_QOS, STEP_QOS
 from dp_ros.nodes.recorder_params import RecorderNodeConfig
@@ -136,10 +137,23 @@ class RecorderNode(Node):
         else:
             message_type = PoseStamped if stream.kind == "pose" else JointState
         names = joint_names_from(cfg.gripper_joint_names) if stream.name == "gripper" else ()
-        decoder = make_decoder(stream, topic, cfg.keys, cfg.compressed_images, names)
+        decoder = make_decoder(
+            stream, topic, cfg.keys, cfg.compressed_images, names,
+            image_hw=self._image_hw(stream), center_crop=cfg.center_crop,
+        )  # fmt: skip
         self.create_subscription(
             message_type, topic, lambda msg: self._on_observation(msg, topic, decoder), qos
         )
+
+    def _image_hw(self, stream) -> tuple[int, int] | None:
+        """The (H, W) camera frames are stored at: image_size, else the store's, else None."""
+        if stream.kind != "image":
+            return None
+        size = parse_hw(self.config.image_size)
+        key = stream.keys[0]
+        if size is None and key in self.store.keys and self.store.n_episodes:
+            size = tuple(self.store.array(key).shape[1:3])
+        return size
 
     def _on_observation(self, msg, topic: str, decoder) -> None:
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
@@ -464,7 +478,9 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("recorder_node", RecorderNode, args)
+    return run_node(
+        "recorder_node", RecorderNode, args, config_type=RecorderNodeConfig, summary=__doc__
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dp_ros.acting.inputs import streams_for
+from dp_ros.image_fit import parse_hw
 from dp_ros.keys import CAMERA_KEYS, OBJECT_STATE, ROBOT_STATE_KEYS
 from dp_ros.nodes.params import RobotStreamParams, param
 from dp_ros.recording.assembler import AssemblyConfig
@@ -57,10 +58,22 @@ class RecorderNodeConfig(RobotStreamParams):
         "The simulator's dp_msgs/ResetEnv service: an episode about to begin from a seed the "
         "store already holds is skipped by a reset to the first free seed; empty: refused only.",
     )
+    image_size: str = param(
+        "",
+        "Store camera frames at HxW (e.g. 84x84), resized with INTER_AREA exactly as "
+        "policy_node resizes them; empty: the store's size when it has frames, else as received.",
+    )
+    center_crop: bool = param(
+        False, "Before resizing, crop the centre to image_size's aspect ratio."
+    )
 
     def validate(self) -> None:
         if not self.store:
             raise ValueError("parameter store is empty: set it to an episode store directory")
+        try:
+            parse_hw(self.image_size)
+        except ValueError as error:
+            raise ValueError(f"parameter image_size: {error}") from error
         if self.sync_tolerance >= self.control_period:
             raise ValueError(
                 f"parameter sync_tolerance={self.sync_tolerance} must be < control_period="

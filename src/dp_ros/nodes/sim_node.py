@@ -427,7 +427,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("sim_node", SimNode, args)
+    return run_node("sim_node", SimNode, args, config_type=SimNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

@@ -390,7 +390,7 @@ class TeleopNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("teleop_node", TeleopNode, args)
+    return run_node("teleop_node", TeleopNode, args, config_type=TeleopNodeConfig, summary=__doc__)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,22 @@ def make_decoder(
     compressed: bool = False,
     joint_names: Sequence[str] = (),
     use_bridge: bool = True,
+    image_hw: tuple[int, int] | None = None,
+    center_crop: bool = False,
 ) -> Decoder:
     """A function msg -> {key: array} for the recorded `keys` this stream provides.
 
+    `image_hw`: store camera frames at this (H, W) (dp_ros.image_fit: optional centre crop,
+    INTER_AREA), as policy_node feeds them to a policy; None: as they came.
     Raises ValueError (naming the topic) for a message that cannot be decoded.
     """
     wanted = [key for key in stream.keys if key in keys]
     if stream.kind == "image":
         key = wanted[0]
+        if image_hw is not None:
+            return lambda msg: {
+                key: conv.camera_to_rgb(msg, topic, compressed, image_hw, center_crop)
+            }
         if compressed:
             return lambda msg: {key: conv.compressed_image_to_rgb(msg, topic)}
         return lambda msg: {key: conv.image_to_rgb(msg, topic, use_bridge=use_bridge)}

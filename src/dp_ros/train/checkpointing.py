@@ -120,5 +120,6 @@ class TrainerCheckpoints:
                 "train_episodes": self.train_set.train_episodes.tolist(),
                 "val_episodes": self.train_set.val_episodes.tolist(),
                 "metrics": dict(metrics or {}),
-            }
+            },
+            "deployment": self.deployment,
         }

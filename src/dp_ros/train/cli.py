@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,13 @@ examples:
   dp-train config/train/lift_image.yaml fabric.devices=4 training.batch_size=64
   dp-train config/train/lift_image.yaml output.dir=outputs/run1 output.resume=last
 """
+
+
+def resume_command(argv: Sequence[str] | None) -> str:
+    """This run's command line with `output.resume=last` (replacing any other resume point)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kept = [arg for arg in args if not arg.startswith("output.resume=")]
+    return shlex.join(["dp-train", *kept, "output.resume=last"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainConfigError as error:
         print(f"dp-train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupted:
+        if getattr(interrupted, "checkpoint", None) is None:
+            print("dp-train: aborted (nothing saved since the last checkpoint)", file=sys.stderr)
+            return 130
+        print(f"dp-train: {interrupted}", file=sys.stderr)
+        print(f"dp-train: resume with: {resume_command(argv)}", file=sys.stderr)
+        return 130
     if summary["rank"] == 0:
         print(json.dumps({k: summary[k] for k in ("steps", "epochs", "best", "checkpoints")}))
     return 0

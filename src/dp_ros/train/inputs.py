@@ -21,6 +21,7 @@ from dp_ros.data.store_check import verify_store
 from dp_ros.keys import ACTION, is_image_key
 from dp_ros.policy import ConfigError, PolicyConfig, tiny_config
 from dp_ros.policy.checkpoint import CheckpointError, read_checkpoint_json
+from dp_ros.policy.deployment import DEFAULT_CONTROL_PERIOD_S, deployment_metadata
 from dp_ros.train import state as train_state
 from dp_ros.train.config import TrainConfig, TrainConfigError
 from dp_ros.train.run_files import RunPaths
@@ -37,6 +38,7 @@ class TrainInputs:
     shape_meta: dict[str, Any]
     policy_config: PolicyConfig
     resume_dir: Path | None
+    deployment: dict[str, Any]  # policy.json metadata.deployment (dp_ros.policy.deployment)
 
 
 def check_inputs(config: TrainConfig, paths: RunPaths) -> TrainInputs:
@@ -49,7 +51,17 @@ def check_inputs(config: TrainConfig, paths: RunPaths) -> TrainInputs:
     _check_expected_shapes(config, shape_meta)
     policy_config = _build_policy_config(config, shape_meta)
     resume_dir = _check_resume_point(config, paths, policy_config)
-    return TrainInputs(obs_keys, shape_meta, policy_config, resume_dir)
+    deployment = _deployment(store, obs_keys)
+    return TrainInputs(obs_keys, shape_meta, policy_config, resume_dir, deployment)
+
+
+def _deployment(store: EpisodeStore, obs_keys: tuple[str, ...]) -> dict[str, Any]:
+    """Task, per-step observation shapes as stored, control period, action convention."""
+    metadata = [store.episode_metadata(i) for i in range(store.n_episodes)]
+    periods = {m["control_period"] for m in metadata if "control_period" in m}
+    period = periods.pop() if len(periods) == 1 else DEFAULT_CONTROL_PERIOD_S
+    shapes = {key: store.array(key).shape[1:] for key in obs_keys}
+    return deployment_metadata(shapes, [str(m.get("task", "")) for m in metadata], period)
 
 
 def _check_output_dir(config: TrainConfig, paths: RunPaths) -> None:

@@ -35,6 +35,34 @@ class TrainerLogs:
             disable=not self.config.training.progress_bar,
         )
 
+    def announce(self) -> None:
+        """The start-up summary a person reads first (rank 0): data, model, device, output."""
+        if not self.is_main:
+            return
+        train_set = self.train_set
+        n_train, n_val = len(train_set.train_episodes), len(train_set.val_episodes)
+        params = sum(p.numel() for p in self.policy.parameters())
+        fabric = self.config.fabric
+        start = f"resuming at step {self.step} (epoch {self.epoch})" if self.step else "new run"
+        lines = [
+            f"dataset  {self.config.dataset.path}: {n_train + n_val} episodes "
+            f"({n_train} train, {n_val} validation), {len(train_set)} training windows",
+            f"policy   {params / 1e6:.2f} M parameters; observations {list(self.obs_keys)}",
+            f"device   {self.fabric.device} x {self.world_size} process(es), precision "
+            f"{fabric.precision}, torch threads {torch.get_num_threads()}",
+            f"schedule {self.config.training.epochs} epochs x {self.steps_per_epoch} steps "
+            f"(batch {self.config.training.batch_size}); {start}",
+            f"output   {self.paths.root} (Ctrl-C saves checkpoints/last and prints how to resume)",
+        ]
+        self._say("\n".join(f"dp-train: {line}" for line in lines))
+
+    def _say(self, text: str) -> None:
+        """A console line that does not break the progress bar."""
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
     def close_logs(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -48,6 +76,12 @@ class TrainerLogs:
         for name, value in metrics.items():
             self._writer.add_scalar(name, value, self.step)
         row = {"step": self.step, "epoch": self.epoch, **metrics}
+        shown = {
+            name: value for name, value in metrics.items() if name.startswith(("val/", "eval/"))
+        }
+        if shown:  # validation on the console too, not only in TensorBoard
+            values = ", ".join(f"{name} {value:.4g}" for name, value in shown.items())
+            self._say(f"dp-train: epoch {self.epoch} step {self.step}: {values}")
         with open(self.paths.metrics, "a") as handle:
             handle.write(json.dumps(row) + "\n")
 

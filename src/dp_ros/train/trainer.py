@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +56,43 @@ from dp_ros.train.sampling import RANK_SEED_STRIDE, EpochSampler, seed_everythin
 VALIDATION_SEED_OFFSET = 7_919
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a whole step; `checkpoint` (last) holds everything."""
+
+    def __init__(self, step: int, epoch: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step} (epoch {epoch}); saved {checkpoint}")
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+
+
+class StopRequests:
+    """While training: the first Ctrl-C/SIGTERM asks to stop after the current step (so `last`
+    is a consistent state); a second one interrupts at once. Main thread only; elsewhere (a
+    trainer run from a thread) nothing is installed."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked data-loader worker: it ends with the loader, not by itself
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        self.requested.set()
+        print("\ndp-train: stopping after this step (Ctrl-C again to abort)", flush=True)
+
+
 class Trainer(TrainerCheckpoints, TrainerLogs):
     """Trains a Diffusion Policy on an episode store as `config` says. Use `run()`."""
 
@@ -65,6 +105,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.batch_in_epoch = 0  # batches done in the current epoch
         self.best_value: float | None = None
         self._last_saved_step = -1
+        self._stop_requested = threading.Event()  # Ctrl-C: finish the step, save, stop
         self.step_times: list[float] = []  # seconds per step, data wait included
         self.wait_times: list[float] = []  # seconds per step spent waiting for the batch
 
@@ -79,8 +120,14 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.setup_policy()
         self.restore()
         self.open_logs()
+        self.announce()
         try:
-            self.train()
+            with StopRequests() as stop:
+                self._stop_requested = stop.requested
+                self.train()
+            if stop.requested.is_set():
+                self.save_checkpoint("last")
+                raise TrainingInterrupted(self.step, self.epoch, self.paths.checkpoints / "last")
         finally:
             self.close_logs()
         return self.finish()
@@ -92,6 +139,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         inputs = check_inputs(self.config, self.paths)
         self.obs_keys, self.shape_meta = inputs.obs_keys, inputs.shape_meta
         self.policy_config, self.resume_dir = inputs.policy_config, inputs.resume_dir
+        self.deployment = inputs.deployment
         if self._eval_hook is None and self.config.eval.hook:
             self._eval_hook = resolve_eval_hook(self.config.eval.hook, self.config.eval.kwargs)
 
@@ -221,12 +269,14 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         epochs = self.config.training.epochs
         if self.step == 0 and self.config.training.val_at_start:
             self.log(self.validate())  # the untrained baseline of the validation curve
-        while self.epoch < epochs and not self._reached_max_steps():
+        while self.epoch < epochs and not self._should_stop():
             if not self.train_epoch():
                 break  # max_steps reached part-way through the epoch
             self.epoch += 1
             self.batch_in_epoch = 0
             self.end_of_epoch()
+        if self._stop_requested.is_set():
+            return  # run() saves `last` and reports how to resume
         if self._last_saved_step != self.step and self.config.output.final_checkpoint:
             self.save_checkpoint("last")
 
@@ -234,8 +284,11 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         max_steps = self.config.training.max_steps
         return max_steps is not None and self.step >= max_steps
 
+    def _should_stop(self) -> bool:
+        return self._stop_requested.is_set() or self._reached_max_steps()
+
     def train_epoch(self) -> bool:
-        """The rest of the current epoch; False when max_steps stopped it early."""
+        """The rest of the current epoch; False when max_steps or Ctrl-C stopped it early."""
         batch_size = self.config.training.batch_size
         self.train_sampler.start(self.epoch, skip=self.batch_in_epoch * batch_size)
         self.model.train()
@@ -252,7 +305,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             if self.step % self.config.training.log_every_steps == 0:
                 self.log_train(losses)
                 losses = []
-            if self._reached_max_steps() and self.batch_in_epoch < self.steps_per_epoch:
+            if self._should_stop() and self.batch_in_epoch < self.steps_per_epoch:
                 if losses:
                     self.log_train(losses)
                 return False
