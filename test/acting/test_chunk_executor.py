@@ -215,3 +215,15 @@ def test_disable_stops_and_rows_of_an_ended_episode_are_not_played():
     assert not core.submit(TimedChunk(T0 + 2 * PERIOD, PERIOD, rows(2)), observation_ns=T0)
     assert not core.tick(T0 + 2 * PERIOD).fresh
     assert core.counts["chunks_ignored_old_episode"] == 1
+
+
+def test_before_the_policy_first_acts_the_executor_holds_without_a_trip():
+    settings = ExecutorSettings("twist", PERIOD, SIM_CONVENTION, WIDE, watchdog_timeout_ns=PERIOD)
+    core = ChunkExecutor(settings)
+    assert core.tick(T0).reason == "no policy status received"
+    core.policy_status(False, T0 + PERIOD)  # INACTIVE: configured, not yet acting
+    assert core.tick(T0 + PERIOD).reason == "policy has not been ACTING"
+    assert core.enabled and core.counts["watchdog_trips"] == 0
+    core.policy_status(True, T0 + 2 * PERIOD)
+    core.submit(TimedChunk(T0 + 2 * PERIOD, PERIOD, rows(1)), observation_ns=T0 + PERIOD)
+    assert core.tick(T0 + 2 * PERIOD).fresh

@@ -16,8 +16,9 @@ Safety, in this order: the commanded position is kept inside a workspace box (a 
 velocity components that would leave it, a pose target is clamped into it), then the speed is
 capped (a twist's linear and angular norms; a target's distance and angle from the current
 pose, per period). A watchdog stops the arm (hold, pending rows dropped) while the policy's
-status is stale or not ACTING for longer than `watchdog_timeout_ns`; with `latch` it also
-disables the executor until `set_enabled(True)`. Every limit hit is counted in `counts`.
+status is stale or not ACTING for longer than `watchdog_timeout_ns`; when that loses a policy
+that was acting, it counts a trip and, with `latch`, disables the executor until
+`set_enabled(True)`. Every limit hit is counted in `counts`.
 """
 
 from dataclasses import dataclass, field
@@ -158,6 +159,10 @@ class Watchdog:
         self._last_status_ns = now_ns
         if acting:
             self._last_acting_ns = now_ns
+
+    @property
+    def has_acted(self) -> bool:
+        return self._last_acting_ns is not None
 
     def reason(self, now_ns: int) -> str:
         if self._last_status_ns is None:
@@ -300,15 +305,19 @@ class ChunkExecutor:
         return self._pose_command(now_ns, row, fresh, pose)
 
     def _check_watchdog(self, now_ns: int) -> None:
+        """Hold while the watchdog has a reason. Losing a policy that was ACTING is a trip
+        (counted; with `latch` it disables the executor); a policy that has not acted yet
+        (start-up) only keeps the arm holding."""
         if self.watchdog is None or not self.enabled:
             return
         reason = self.watchdog.reason(now_ns)
         if reason and not self.stop_reason:
-            self.counts["watchdog_trips"] += 1
             self._stop_motion()
-            if self.settings.latch:
-                self.enabled = False
-                reason += "; call ~/enable to resume"
+            if self.watchdog.has_acted:
+                self.counts["watchdog_trips"] += 1
+                if self.settings.latch:
+                    self.enabled = False
+                    reason += "; call ~/enable to resume"
         self.stop_reason = reason
 
     def _stop_motion(self) -> None:

@@ -1,0 +1,167 @@
+"""chunk_executor_node in its own process, fed chunks and a policy status over DDS by this one.
+
+Checks, on the wall clock: each commanded twist is the row due at its stamp divided by the
+period (and the gripper follows the rows); a stale policy status stops the arm (zero twists,
+the diagnostics say why) and the stop lasts until ~/enable, after which it follows chunks again.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool
+
+from dp_msgs.msg import ActionChunk, PolicyStatus
+from dp_ros import conversions as conv
+from dp_ros.acting.chunk_timing import TimedChunk
+from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
+from dp_ros.testing.observer import GraphObserver
+from dp_ros.testing.processes import ChildProcess
+
+pytestmark = pytest.mark.ros
+PERIOD_NS = 50_000_000
+HALF = PERIOD_NS // 2
+STATUS_TOPIC = "/test_policy/status"
+
+
+class Policy(GraphObserver):
+    """A stand-in policy: publishes chunks and (while `alive`) an ACTING status at 10 Hz; it
+    records the executor's twists, gripper commands and diagnostics."""
+
+    def __init__(self) -> None:
+        super().__init__("executor_test_policy")
+        self.alive = True
+        self.twists: list[TwistStamped] = []
+        self.grippers: list[float] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        node = self.node
+        self.chunks = node.create_publisher(ActionChunk, "/action_chunk", ACTION_QOS)
+        self.status = node.create_publisher(PolicyStatus, STATUS_TOPIC, STATUS_QOS)
+        node.create_subscription(
+            TwistStamped, "/servo_node/delta_twist_cmds", self.twists.append, 50
+        )
+        node.create_subscription(
+            Float64MultiArray,
+            "/gripper_controller/commands",
+            lambda msg: self.grippers.append(msg.data[0]),
+            50,
+        )
+        node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.enable_client = node.create_client(SetBool, "/chunk_executor_node/enable")
+        node.create_timer(0.1, self._publish_status)
+
+    def _publish_status(self) -> None:
+        if self.alive:
+            self.status.publish(PolicyStatus(state=PolicyStatus.STATE_ACTING, acting=True))
+
+    def send_chunk(self, rows: np.ndarray, lead_s: float) -> TimedChunk:
+        """Rows starting `lead_s` from now (wall clock); returns the chunk sent."""
+        now = time.time_ns()
+        chunk = TimedChunk(now + round(lead_s * 1e9), PERIOD_NS, rows)
+        self.chunks.publish(conv.timed_chunk_to_msg(chunk, now, 1))
+        return chunk
+
+    def enable(self, on: bool) -> None:
+        assert self.call(self.enable_client, SetBool.Request(data=on)).success
+
+    def moving_twists(self) -> list[TwistStamped]:
+        return [msg for msg in self.twists if abs(msg.twist.linear.x) > 1e-9]
+
+
+def recognisable_rows(n: int, gripper: float) -> np.ndarray:
+    """Row i: dx = 0.05 (i + 1), drz = -0.02 (i + 1): 0.05 (i+1) m/s, -0.2 (i+1) rad/s."""
+    rows = np.zeros((n, 7), np.float32)
+    rows[:, 0] = 0.05 * np.arange(1, n + 1)
+    rows[:, 5] = -0.02 * np.arange(1, n + 1)
+    rows[:, 6] = gripper
+    return rows
+
+
+def row_due_at(chunk: TimedChunk, stamp_ns: int) -> int | None:
+    """The row whose window (its instant +- half a period) holds `stamp_ns`."""
+    index = round((stamp_ns - chunk.first_stamp_ns) / PERIOD_NS)
+    if 0 <= index < len(chunk.rows) and abs(chunk.stamp_of(index) - stamp_ns) <= HALF:
+        return index
+    return None
+
+
+@pytest.fixture(scope="module")
+def executor_and_policy():
+    process = ChildProcess.python(
+        "-m", "dp_ros.nodes.chunk_executor_node", "--ros-args",
+        "-p", "translation_scale:=0.05", "-p", "rotation_scale:=0.5",
+        "-p", "rotation_type:=axis_angle", "-p", "action_frame:=base",
+        "-p", "max_linear_speed:=5.0", "-p", "max_angular_speed:=50.0",
+        "-p", f"policy_status_topic:={STATUS_TOPIC}", "-p", "watchdog_timeout:=0.5",
+        "-p", "diagnostics_rate:=10.0",
+        name="chunk_executor_node",
+    )  # fmt: skip
+    policy = Policy()
+    try:
+        process.wait_for(lambda line: "twist commands at 20 Hz" in line, timeout=60)
+        assert policy.spin_until(lambda: len(policy.twists) >= 5, timeout=30), process.output()
+        yield policy, process
+    finally:
+        policy.close()
+        process.stop()
+
+
+def test_executor_follows_a_chunks_rows_at_their_stamps(executor_and_policy):
+    policy, process = executor_and_policy
+    policy.enable(True)
+    policy.twists.clear()
+    chunk = policy.send_chunk(recognisable_rows(12, gripper=1.0), lead_s=0.3)
+    policy.spin_for(0.3 + 12 * 0.05 + 0.4)
+    moving = policy.moving_twists()
+    # A loaded machine may delay a tick past a row's window (that row is dropped, not played
+    # late); most rows must come through.
+    assert len(moving) >= 8, process.output()
+    for msg in moving:
+        index = row_due_at(chunk, conv.stamp_to_ns(msg.header.stamp))
+        assert index is not None, "a twist stamped outside every row's window"
+        linear, angular = conv.twist_to_arrays(msg, "twist")
+        np.testing.assert_allclose(linear, [0.05 * (index + 1), 0, 0], atol=1e-5)
+        np.testing.assert_allclose(angular, [0, 0, -0.2 * (index + 1)], atol=1e-5)
+        assert msg.header.frame_id == "world"
+    indices = [row_due_at(chunk, conv.stamp_to_ns(msg.header.stamp)) for msg in moving]
+    assert indices == sorted(set(indices))  # each row once, in order
+    # After the chunk: zero twists, and the gripper keeps the rows' command (closed: 0.0 m).
+    assert policy.twists[-1].twist.linear.x == 0.0
+    assert policy.grippers[-1] == pytest.approx(0.0)
+
+
+def test_stale_status_stops_the_arm_until_enabled(executor_and_policy):
+    policy, process = executor_and_policy
+    policy.enable(True)
+    long_chunk = policy.send_chunk(recognisable_rows(60, gripper=-1.0), lead_s=0.1)
+    policy.spin_for(0.5)
+    assert policy.moving_twists(), process.output()
+    policy.alive = False  # the policy goes silent mid-chunk
+    policy.spin_for(1.0)  # past the 0.5 s watchdog
+    policy.twists.clear()
+    policy.spin_for(0.5)
+    assert policy.twists and not policy.moving_twists(), "still moving on a stale status"
+    latest = policy.diagnostics[-1].status[0]
+    assert latest.level == bytes([2]) and "stale" in latest.message, latest
+    values = {pair.key: pair.value for pair in latest.values}
+    assert values["watchdog_trips"] == "1" and values["enabled"] == "False"
+    # The policy is back: a latched stop still holds, even with fresh chunks.
+    policy.alive = True
+    policy.spin_for(0.3)
+    policy.send_chunk(recognisable_rows(10, gripper=-1.0), lead_s=0.1)
+    policy.twists.clear()
+    policy.spin_for(0.6)
+    assert not policy.moving_twists()
+    assert long_chunk.stamp_of(59) > time.time_ns()  # its rows would still be due
+    # ~/enable resumes: the next chunk is followed.
+    policy.enable(True)
+    chunk = policy.send_chunk(recognisable_rows(10, gripper=-1.0), lead_s=0.2)
+    policy.twists.clear()
+    policy.spin_for(0.8)
+    moving = policy.moving_twists()
+    assert len(moving) >= 6, process.output()
+    assert all(row_due_at(chunk, conv.stamp_to_ns(m.header.stamp)) is not None for m in moving)
+    assert policy.grippers[-1] == pytest.approx(0.04)  # open
