@@ -247,11 +247,11 @@ class ChunkExecutor:
         return self.enabled
 
     def episode_ended(self, stamp_ns: int) -> None:
-        """Rows planned in the old episode are not for the next one."""
+        """Rows planned in the old episode are not for the next one; the gripper starts open,
+        as the simulator resets it."""
         self._episode_start_ns = stamp_ns
-        gripper = self.player.hold_action()[GRIPPER_COLUMN]
         self.player.clear()
-        self.player.set_gripper(gripper)
+        self._hold_target = None
 
     def policy_status(self, acting: bool, now_ns: int) -> None:
         if self.watchdog is not None:

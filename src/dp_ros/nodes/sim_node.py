@@ -144,6 +144,7 @@ class SimNode(Node):
         self._episode_start_ns = SIM_EPOCH_NS  # set again by every _reset_episode
         self._make_publishers()
         self._controller_command: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._commands_applied = 0  # this episode's steps driven by a controller command
         if cfg.command_interface == "chunk":
             self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
         else:
@@ -297,6 +298,7 @@ class SimNode(Node):
         self.player.clear()
         self._command = None
         self._controller_command = None
+        self._commands_applied = 0
         self._episode += 1
         self._steps = 0
         self._next_seed = seed + 1
@@ -337,9 +339,12 @@ class SimNode(Node):
         msg.header.stamp = conv.ns_to_stamp(stamp_ns)
         self._outcome_pub.publish(msg)
         played, dropped = self.player.played_rows, self.player.dropped_rows
+        inputs = f"chunk rows played {played}, dropped as late {dropped}"
+        if self.config.command_interface != "chunk":
+            applied, missed = self._commands_applied, self._steps - self._commands_applied
+            inputs = f"{self.config.command_interface} commands applied {applied}, held {missed}"
         self.get_logger().info(
-            f"episode {self._episode} ended: {reason} after {self._steps} steps "
-            f"(chunk rows played {played}, dropped as late {dropped})"
+            f"episode {self._episode} ended: {reason} after {self._steps} steps ({inputs})"
         )
 
     # ---- inputs --------------------------------------------------------------------------
@@ -435,6 +440,7 @@ class SimNode(Node):
             now = self._observation
             delta = pose_to_delta(now[EEF_POS], now[EEF_QUAT], first, second, SIM_CONVENTION)
         action[:GRIPPER_COLUMN] = np.clip(delta, -1.0, 1.0)
+        self._commands_applied += 1
         return action, 1
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
