@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 
 from dp_msgs.msg import ActionChunk, PolicyStatus
 from dp_ros import conversions as conv
 from dp_ros.acting.chunk_timing import TimedChunk
-from dp_ros.nodes.qos import ACTION_QOS, STATUS_QOS
+from dp_ros.nodes.qos import ACTION_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.testing.observer import GraphObserver
 from dp_ros.testing.processes import ChildProcess
 
@@ -165,3 +165,55 @@ def test_stale_status_stops_the_arm_until_enabled(executor_and_policy):
     assert len(moving) >= 6, process.output()
     assert all(row_due_at(chunk, conv.stamp_to_ns(m.header.stamp)) is not None for m in moving)
     assert policy.grippers[-1] == pytest.approx(0.04)  # open
+
+
+def test_pose_mode_composes_each_row_with_the_pose_stamped_at_its_tick():
+    """The arm's pose is published at 100 Hz with x = 0.1 m per second of its stamp, so the
+    pose a target was composed with can be told from the target itself."""
+    process = ChildProcess.python(
+        "-m", "dp_ros.nodes.chunk_executor_node", "--ros-args", "-r", "__ns:=/pose_mode",
+        "-p", "command_interface:=pose", "-p", "checkpoint:=lift_state",
+        "-p", "max_linear_speed:=5.0", "-p", "max_angular_speed:=50.0",
+        "-p", f"policy_status_topic:={STATUS_TOPIC}", "-p", "eef_pose_topic:=/pose_mode/eef",
+        "-p", "pose_topic:=/pose_mode/target", "-p", "gripper_topic:=/pose_mode/gripper",
+        "-p", "diagnostics_topic:=/pose_mode/diagnostics", "-p", "pose_tolerance:=0.006",
+        name="chunk_executor_node_pose",
+    )  # fmt: skip
+    policy = Policy()
+    targets: list[PoseStamped] = []
+    eef = policy.node.create_publisher(PoseStamped, "/pose_mode/eef", SENSOR_QOS)
+    policy.node.create_subscription(PoseStamped, "/pose_mode/target", targets.append, 50)
+    t0 = time.time_ns()
+
+    def x_at(stamp_ns: int) -> float:
+        return 0.1 * (stamp_ns - t0) / 1e9
+
+    def publish_pose() -> None:
+        now = time.time_ns()
+        eef.publish(conv.arrays_to_pose([x_at(now), 0.0, 1.0], [0, 0, 0, 1.0], now, "world"))
+
+    policy.node.create_timer(0.01, publish_pose)
+    try:
+        process.wait_for(lambda line: "pose commands at 20 Hz" in line, timeout=60)
+        assert policy.spin_until(lambda: len(targets) >= 5, timeout=30), process.output()
+        chunk = policy.send_chunk(recognisable_rows(12, gripper=1.0), lead_s=0.3)
+        targets.clear()
+        policy.spin_for(0.3 + 12 * 0.05 + 0.3)
+    finally:
+        policy.close()
+        process.stop()
+    moved = 0
+    for msg in targets:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        position, quat = conv.pose_to_arrays(msg, "target")
+        index = row_due_at(chunk, stamp)
+        if index is None:
+            continue  # a hold: the last target again
+        moved += 1
+        # The pose at the tick (within 6 ms: 0.6 mm of x) plus 0.05 (i + 1) units of 0.05 m.
+        expected_x = x_at(stamp) + 0.05 * (index + 1) * 0.05
+        assert position[0] == pytest.approx(expected_x, abs=1e-3), (index, position)
+        # -0.02 (i + 1) units of 0.5 rad about z, from the identity.
+        angle = -0.01 * (index + 1)
+        np.testing.assert_allclose(quat, [0, 0, np.sin(angle / 2), np.cos(angle / 2)], atol=1e-6)
+    assert moved >= 8, process.output()
