@@ -228,3 +228,22 @@ def test_before_the_policy_first_acts_the_executor_holds_without_a_trip():
     core.policy_status(True, T0 + 2 * PERIOD)
     core.submit(TimedChunk(T0 + 2 * PERIOD, PERIOD, rows(1)), observation_ns=T0 + PERIOD)
     assert core.tick(T0 + 2 * PERIOD).fresh
+
+
+def test_a_chunk_arriving_just_after_a_held_tick_plays_that_ticks_row_at_once():
+    core = executor()
+    assert not core.tick(T0).fresh  # nothing to play yet
+    core.submit(TimedChunk(T0, PERIOD, rows(3)), observation_ns=T0 - PERIOD)
+    late = core.catch_up(T0 + 10 * MS)  # 10 ms into the tick's window: row 0 is still due
+    assert late.fresh and late.stamp_ns == T0
+    np.testing.assert_allclose(late.linear, [0.1, 0, 0], atol=1e-6)
+    assert core.catch_up(T0 + 12 * MS) is None  # one row per tick
+    np.testing.assert_allclose(core.tick(T0 + PERIOD).linear, [0.2, 0, 0], atol=1e-6)
+    assert core.counts["hold_ticks"] == 0 and core.counts["rows_played"] == 2
+    # Past the window, the row is late: dropped at the next tick, not played.
+    core.tick(T0 + 2 * PERIOD)
+    core.tick(T0 + 3 * PERIOD)
+    core.submit(TimedChunk(T0 + 3 * PERIOD, PERIOD, rows(2)), observation_ns=T0)
+    assert core.catch_up(T0 + 3 * PERIOD + 30 * MS) is None
+    np.testing.assert_allclose(core.tick(T0 + 4 * PERIOD).linear, [0.2, 0, 0], atol=1e-6)
+    assert core.counts["rows_dropped_late"] == 1

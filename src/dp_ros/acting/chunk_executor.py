@@ -230,6 +230,7 @@ class ChunkExecutor:
         self._poses: list[tuple[int, np.ndarray, np.ndarray]] = []  # (stamp, pos, quat), sorted
         self._hold_target: tuple[np.ndarray, np.ndarray] | None = None
         self._waiting: tuple[int, np.ndarray, bool] | None = None  # pose mode: tick, row, fresh
+        self._last_tick: tuple[int, bool] | None = None  # (instant, whether it played a row)
 
     @property
     def period_s(self) -> float:
@@ -296,13 +297,41 @@ class ChunkExecutor:
             row, fresh = self.player.hold_action(), False
         self._count_player()
         self.counts["hold_ticks"] += not fresh
-        if self.settings.interface == "twist":
-            return self._twist_command(now_ns, row, fresh)
-        pose = self._pose_at(now_ns)
-        if pose is None:
-            self._waiting = (now_ns, row, fresh)
+        self._last_tick = (now_ns, fresh)
+        return self._command_for(now_ns, row, fresh)
+
+    def catch_up(self, now_ns: int) -> Command | None:
+        """After `submit`: the row of the new chunk due at the last tick, if that tick held and
+        its window (half a period either side) is still open; else None.
+
+        A chunk whose first row is for the current instant often arrives just after that
+        instant's tick (in simulation, policy and executor both wake on the same /clock step),
+        and a driver would still play the row (sim_node does, for chunks it plays itself).
+        """
+        if self._last_tick is None or not self.enabled or self.stop_reason:
             return None
-        return self._pose_command(now_ns, row, fresh, pose)
+        tick_ns, fresh = self._last_tick
+        if fresh or now_ns >= tick_ns + self.settings.period_ns // 2:
+            return None
+        row, fresh = self.player.action_at(tick_ns)
+        self._count_player()
+        if not fresh:
+            return None
+        self.counts["hold_ticks"] -= 1
+        self._last_tick = (tick_ns, True)
+        if self._waiting is not None:  # pose mode: the tick still waits for its pose
+            self._waiting = (tick_ns, row, True)
+            return None
+        return self._command_for(tick_ns, row, True)
+
+    def _command_for(self, tick_ns: int, row: np.ndarray, fresh: bool) -> Command | None:
+        if self.settings.interface == "twist":
+            return self._twist_command(tick_ns, row, fresh)
+        pose = self._pose_at(tick_ns)
+        if pose is None:
+            self._waiting = (tick_ns, row, fresh)
+            return None
+        return self._pose_command(tick_ns, row, fresh, pose)
 
     def _check_watchdog(self, now_ns: int) -> None:
         """Hold while the watchdog has a reason. Losing a policy that was ACTING is a trip

@@ -209,7 +209,10 @@ class ChunkExecutorNode(Node):
             self.chunks_refused += 1
             self.get_logger().warning(f"chunk refused: {error}", throttle_duration_sec=2.0)
             return
-        self.core.submit(chunk, conv.stamp_to_ns(msg.observation_stamp))
+        if self.core.submit(chunk, conv.stamp_to_ns(msg.observation_stamp)):
+            command = self.core.catch_up(self._now_ns())
+            if command is not None:
+                self._send(command)
 
     def _on_status(self, msg: PolicyStatus) -> None:
         # The receipt instant on this node's clock, not the message's stamp: a stalled or
