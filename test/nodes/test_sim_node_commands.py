@@ -1,10 +1,10 @@
 """sim_node as a robot behind standard controllers (command_interface twist / pose).
 
-A stand-in controller client in this process answers every observation with a command stamped
-for that step: a twist (velocity held for one step) or a pose target (the observed pose moved),
-plus a gripper position. The sim must apply exactly the delta action they encode (robosuite's
-OSC_POSE: 0.05 m and 0.5 rad per unit), and hold on a step whose command is stamped for
-another step.
+A stand-in controller client in this process answers observations with a command stamped for
+that step: a twist (velocity held for one step) or a pose target (the observed pose moved), plus
+a gripper position. The sim must apply exactly the delta action they encode (robosuite's
+OSC_POSE: 0.05 m and 0.5 rad per unit), hold on a step whose only command is stamped for a later
+step, and, like MoveIt Servo, keep applying a twist until `command_timeout`.
 """
 
 import numpy as np
@@ -27,11 +27,12 @@ ACTION = np.array([0.4, 0.0, 0.0, 0.0, 0.0, -0.2, 1.0], np.float32)
 
 
 class Controller(GraphObserver):
-    def __init__(self, interface: str) -> None:
+    def __init__(self, interface: str, skip: str) -> None:
         super().__init__(f"controller_{interface}")
         self.interface = interface
+        self.skip = skip  # every 4th step: "future" stamps its command a step ahead, "silent"
         self.applied: list[ActionChunk] = []
-        self.skip_every = 4  # every 4th command is stamped one step late: the sim must hold
+        self.skip_every = 4
         self.sent = 0
         node = self.node
         self.twist = node.create_publisher(TwistStamped, "/servo_node/delta_twist_cmds", 10)
@@ -44,6 +45,8 @@ class Controller(GraphObserver):
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         self.sent += 1
         if self.sent % self.skip_every == 0:
+            if self.skip == "silent":
+                return
             stamp_ns += PERIOD_NS  # for a step that is not this one
         self.gripper.publish(conv.positions_to_multi_array([0.0]))  # closed: action +1
         if self.interface == "twist":
@@ -56,12 +59,12 @@ class Controller(GraphObserver):
             self.target.publish(conv.arrays_to_pose(*target, stamp_ns, "world"))
 
 
-@pytest.mark.parametrize("interface", ["twist", "pose"])
-def test_sim_applies_the_delta_a_command_stamped_for_the_step_encodes(interface):
-    controller = Controller(interface)
+def run_sim(controller: Controller, interface: str, timeout_s: float) -> list[ActionChunk]:
+    """The actions the sim applied, after its start-up steps."""
     sim = ChildProcess.python(
         "-m", "dp_ros.nodes.sim_node", "--ros-args", "-p", "task:=lift", "-p", "cameras:=false",
-        "-p", "real_time_factor:=0.5", "-p", f"command_interface:={interface}", name="sim_node",
+        "-p", "real_time_factor:=0.5", "-p", f"command_interface:={interface}",
+        "-p", f"command_timeout:={timeout_s}", name="sim_node",
     )  # fmt: skip
     try:
         ok = controller.spin_until(lambda: len(controller.applied) >= 30, timeout=120)
@@ -69,7 +72,12 @@ def test_sim_applies_the_delta_a_command_stamped_for_the_step_encodes(interface)
     finally:
         controller.close()
         sim.stop()
-    steps = controller.applied[5:]  # after start-up
+    return controller.applied[5:]
+
+
+def test_sim_applies_the_delta_a_pose_target_stamped_for_the_step_encodes():
+    # A timeout below one step: only the command stamped for this very step is live.
+    steps = run_sim(Controller("pose", skip="future"), "pose", timeout_s=0.02)
     commanded = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_COMMAND]
     held = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_HOLD]
     # One step in four gets no command stamped for it; on a loaded machine a few more may be
@@ -80,3 +88,13 @@ def test_sim_applies_the_delta_a_command_stamped_for_the_step_encodes(interface)
         np.testing.assert_allclose(action, ACTION, atol=1e-4)
     for action in held:  # zero motion, the gripper as last commanded
         np.testing.assert_allclose(action, [0, 0, 0, 0, 0, 0, 1.0], atol=1e-6)
+
+
+def test_a_twist_is_applied_as_its_delta_and_persists_until_the_timeout_as_with_servo():
+    # No command at all on every 4th step: the previous step's twist (50 ms old) still applies.
+    steps = run_sim(Controller("twist", skip="silent"), "twist", timeout_s=0.1)
+    sources = [msg.sequence for msg in steps]
+    assert sources.count(SOURCE_COMMAND) >= len(steps) - 2, sources
+    for msg in steps:
+        if msg.sequence == SOURCE_COMMAND:
+            np.testing.assert_allclose(np.asarray(msg.data), ACTION, atol=1e-4)

@@ -13,12 +13,14 @@ began is ignored); single-step teleop commands (ActionChunk with one row, applie
 step); `~/reset` (dp_msgs/ResetEnv).
 
 Controller inputs (`command_interface`): `chunk` plays ActionChunks as above; `twist` and
-`pose` make the sim a robot behind standard controllers, driven by chunk_executor_node: a
-geometry_msgs/TwistStamped (velocity held for one step) or PoseStamped (target pose) stamped
-within half a step of the current one is turned back into the OSC delta action
-(dp_ros.acting.action_convention.SIM_CONVENTION); the gripper follows the newest
-std_msgs/Float64MultiArray position (Franka finger positions, open 0.04 .. closed 0 m). A step
-without a command stamped for it holds.
+`pose` make the sim a robot behind standard controllers, driven by chunk_executor_node. The
+newest geometry_msgs/TwistStamped (a velocity, held for the step) or PoseStamped (a target pose)
+is turned back into the OSC delta action that moves that much
+(dp_ros.acting.action_convention.SIM_CONVENTION) while it is younger than `command_timeout`
+(stamped at most half a step ahead): like MoveIt Servo, a velocity persists until a newer one
+or the timeout, so a command a few ms late delays motion instead of losing the whole step. The
+gripper follows the newest std_msgs/Float64MultiArray position (Franka finger positions, open
+0.04 .. closed 0 m). A step without a live command holds.
 
 Time: with publish_clock, simulated time advances one control period per step and is published
 on /clock; steps are paced at `real_time_factor` x real time (0: as fast as possible).
@@ -113,6 +115,10 @@ class SimNodeConfig(NodeConfig):
     gripper_command_topic: str = param(
         "/gripper_controller/commands", "Float64MultiArray gripper input (twist, pose)."
     )
+    command_timeout: float = param(
+        0.1, "Twist/pose commands apply until this old (s), as Servo's incoming_command_timeout.",
+        0.0, 10.0,
+    )  # fmt: skip
 
     def validate(self) -> None:
         if self.real_time_factor == 0 and not self.publish_clock:
@@ -426,12 +432,12 @@ class SimNode(Node):
             self.player.set_gripper(gripper)
 
     def _controller_action(self, tick_ns: int) -> tuple[np.ndarray, int]:
-        """The command stamped for this step as the OSC delta action (source 1), else a hold
-        (source 0). Called with the lock held, before the step."""
+        """The live command as the OSC delta action (source 1), else a hold (source 0). Called
+        with the lock held, before the step."""
         action = self.player.hold_action()
         command = self._controller_command
         period_ns = self.config.period_ns
-        if command is None or abs(command[0] - tick_ns) > period_ns // 2:
+        if command is None or not self._command_live(command[0], tick_ns):
             return action, 0
         _, first, second = command
         if self.config.command_interface == "twist":
@@ -442,6 +448,11 @@ class SimNode(Node):
         action[:GRIPPER_COLUMN] = np.clip(delta, -1.0, 1.0)
         self._commands_applied += 1
         return action, 1
+
+    def _command_live(self, stamp_ns: int, tick_ns: int) -> bool:
+        """Stamped no more than half a step ahead of this step, and younger than the timeout."""
+        age_ns = tick_ns - stamp_ns
+        return -self.config.period_ns // 2 <= age_ns < self.config.command_timeout * NS
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         """Hand the reset to the sim thread (it owns the env) and answer once it is done."""
