@@ -80,9 +80,9 @@ def test_sim_applies_the_delta_a_pose_target_stamped_for_the_step_encodes():
     steps = run_sim(Controller("pose", skip="future"), "pose", timeout_s=0.02)
     commanded = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_COMMAND]
     held = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_HOLD]
-    # One step in four gets no command stamped for it; on a loaded machine a few more may be
-    # late, which holds too. Most steps apply the command.
-    assert len(commanded) >= len(steps) // 2, [msg.sequence for msg in steps]
+    # One step in four gets no command stamped for it; on a loaded machine more may be late
+    # (the sim does not wait for commands), which holds too.
+    assert len(commanded) >= len(steps) // 3, [msg.sequence for msg in steps]
     assert len(held) >= len(steps) // 8, [msg.sequence for msg in steps]
     for action in commanded:
         np.testing.assert_allclose(action, ACTION, atol=1e-4)
