@@ -22,6 +22,7 @@ CONSOLE_SCRIPTS = [
     "dp-collect = dp_ros.sim.collect:main",
     "dp-eval = dp_ros.sim.evaluate:main",
     "eval_node = dp_ros.nodes.eval_node:main",
+    "chunk_executor_node = dp_ros.nodes.chunk_executor_node:main",
 ]
 
 setup(

@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 import simplejpeg
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import PoseStamped
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray
 
 from dp_msgs.msg import ActionChunk
 from dp_ros.acting.chunk_timing import TimedChunk
@@ -316,3 +318,51 @@ def camera_to_rgb(
 
     rgb = compressed_image_to_rgb(msg, topic) if compressed else image_to_rgb(msg, topic)
     return rgb if target_hw is None else fit_image(rgb, target_hw, crop)
+
+
+# ---- controller commands (chunk_executor_node, sim_node's command inputs) ---------------------
+
+
+def arrays_to_twist(
+    linear: np.ndarray, angular: np.ndarray, stamp_ns: int, frame_id: str
+) -> TwistStamped:
+    """(3,) m/s and (3,) rad/s -> geometry_msgs/TwistStamped."""
+    msg = TwistStamped()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = map(float, linear)
+    msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = map(float, angular)
+    return msg
+
+
+def twist_to_arrays(msg: TwistStamped, topic: str) -> tuple[np.ndarray, np.ndarray]:
+    """geometry_msgs/TwistStamped -> linear (3,), angular (3,) float64, refusing non-finite."""
+    lin, ang = msg.twist.linear, msg.twist.angular
+    linear = np.array([lin.x, lin.y, lin.z])
+    angular = np.array([ang.x, ang.y, ang.z])
+    _check_finite(topic, "twist", np.concatenate([linear, angular]))
+    return linear, angular
+
+
+def positions_to_multi_array(positions: Sequence[float]) -> Float64MultiArray:
+    """Joint positions -> std_msgs/Float64MultiArray (forward_command_controller's input)."""
+    return Float64MultiArray(data=[float(value) for value in positions])
+
+
+def multi_array_to_position(msg: Float64MultiArray, topic: str) -> float:
+    """The first value of a std_msgs/Float64MultiArray (a gripper position command)."""
+    if len(msg.data) == 0:
+        raise ValueError(f"{topic}: Float64MultiArray is empty; expected a gripper position")
+    _check_finite(topic, "gripper command", np.asarray(msg.data, dtype=np.float64))
+    return float(msg.data[0])
+
+
+def diagnostic_array(
+    stamp_ns: int, name: str, level: int, message: str, values: dict
+) -> DiagnosticArray:
+    """One DiagnosticStatus (level OK=0, WARN=1, ERROR=2, STALE=3) with key/value pairs."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message)
+    status.values = [KeyValue(key=str(key), value=str(value)) for key, value in values.items()]
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    return msg

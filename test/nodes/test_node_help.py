@@ -52,7 +52,9 @@ def test_help_shows_type_default_and_range():
         timeout=60,
     )
     assert "  control_period (double; default 0.05; range [0.001, 10])" in result.stdout
-    assert "  sampler (string; default ''; one of '', 'ddpm', 'ddim', 'consistency')" in result.stdout
+    assert (
+        "  sampler (string; default ''; one of '', 'ddpm', 'ddim', 'consistency')" in result.stdout
+    )
     assert "  start_enabled (bool; default true)" in result.stdout
 
 

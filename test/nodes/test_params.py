@@ -17,6 +17,7 @@ class ExampleConfig(NodeConfig):
     count: int = param(3, "How many.", 0, 10)
     mode: str = param("a", "Mode.", choices=("a", "b"))
     names: list[str] = param(["x"], "Names.")
+    corner: list[float] = param([], "Empty unless given.")
 
 
 def load(*overrides: Parameter) -> ExampleConfig:
@@ -40,6 +41,14 @@ def test_defaults_and_overrides_load_into_the_frozen_config():
     assert config.rate == 5.5 and config.names == ["p", "q"] and config.count == 3
     with pytest.raises(AttributeError):
         config.rate = 1.0  # frozen
+
+
+def test_a_list_that_defaults_to_empty_takes_a_value_of_its_type():
+    # rclpy would type an empty default as a byte array and refuse [0.1, 0.2, 0.3].
+    assert load().corner == []
+    assert load(Parameter("corner", value=[0.1, 0.2, 0.3])).corner == [0.1, 0.2, 0.3]
+    with pytest.raises(ValueError, match="parameter corner: .*type"):
+        load(Parameter("corner", value=["a"]))
 
 
 def test_an_integer_for_a_float_parameter_is_converted():

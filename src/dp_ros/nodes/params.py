@@ -18,6 +18,7 @@ from rcl_interfaces.msg import (
     ParameterType,
 )
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.parameter import Parameter
 
 _ROS_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -116,11 +117,14 @@ def declare_and_load(node: Any, config_type: type) -> Any:
         has_factory = item.default_factory is not dataclasses.MISSING
         default = item.default_factory() if has_factory else item.default
         field_type = hints[item.name]
+        # rclpy types an empty list default as a byte array, refusing every later value: declare
+        # such a parameter by its type instead (unset reads back as None: the empty default).
+        initial = Parameter.Type(_ROS_TYPES[field_type]) if default == [] else default
         try:
-            declared = node.declare_parameter(item.name, default, descriptor_for(item, field_type))
+            declared = node.declare_parameter(item.name, initial, descriptor_for(item, field_type))
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             raise ValueError(f"parameter {item.name}: {error}") from error
-        value = declared.value
+        value = default if declared.value is None else declared.value
         if field_type is float:
             value = _as_float(item.name, value)
         values[item.name] = list(value) if isinstance(value, (list, tuple)) else value

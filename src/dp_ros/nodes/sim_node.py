@@ -12,6 +12,16 @@ when nothing is left; a chunk conditioned on an observation from before the curr
 began is ignored); single-step teleop commands (ActionChunk with one row, applied at the next
 step); `~/reset` (dp_msgs/ResetEnv).
 
+Controller inputs (`command_interface`): `chunk` plays ActionChunks as above; `twist` and
+`pose` make the sim a robot behind standard controllers, driven by chunk_executor_node. The
+newest geometry_msgs/TwistStamped (a velocity, held for the step) or PoseStamped (a target pose)
+is turned back into the OSC delta action that moves that much
+(dp_ros.acting.action_convention.SIM_CONVENTION) while it is younger than `command_timeout`
+(stamped at most half a step ahead): like MoveIt Servo, a velocity persists until a newer one
+or the timeout, so a command a few ms late delays motion instead of losing the whole step. The
+gripper follows the newest std_msgs/Float64MultiArray position (Franka finger positions, open
+0.04 .. closed 0 m). A step without a live command holds.
+
 Time: with publish_clock, simulated time advances one control period per step and is published
 on /clock; steps are paced at `real_time_factor` x real time (0: as fast as possible).
 
@@ -36,15 +46,22 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
 
 from dp_msgs.msg import ActionChunk, EpisodeOutcome
 from dp_msgs.srv import ResetEnv
 from dp_ros import conversions as conv
-from dp_ros.acting.chunk_timing import ChunkPlayer, TimedChunk
+from dp_ros.acting.action_convention import (
+    SIM_CONVENTION,
+    pose_to_delta,
+    position_to_gripper,
+    twist_to_delta,
+)
+from dp_ros.acting.chunk_timing import GRIPPER_COLUMN, ChunkPlayer, TimedChunk
 from dp_ros.keys import (
     ACTION_DIM,
     AGENTVIEW_IMAGE,
@@ -62,6 +79,8 @@ NS = 1_000_000_000
 # Simulated time starts here rather than at 0: ROS treats time 0 as "no clock received yet".
 SIM_EPOCH_NS = 1_000 * NS
 GRIPPER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+GRIPPER_OPEN_M, GRIPPER_CLOSED_M = 0.04, 0.0  # finger position commands: action -1 and +1
+COMMAND_INTERFACES = ("chunk", "twist", "pose")
 RESET_TIMEOUT_S = 30.0
 
 
@@ -99,6 +118,19 @@ class SimNodeConfig(NodeConfig):
     command_topic: str = param("/teleop/command", "Single-step command input (teleop).")
     applied_action_topic: str = param("/sim/applied_action", "The action applied at each step.")
     outcome_topic: str = param("/sim/episode_outcome", "EpisodeOutcome output.")
+    command_interface: str = param(
+        "chunk", "Policy input: ActionChunks, or a controller's twist or pose commands.",
+        choices=COMMAND_INTERFACES,
+    )  # fmt: skip
+    twist_topic: str = param("/servo_node/delta_twist_cmds", "TwistStamped input (twist).")
+    pose_command_topic: str = param("/target_pose", "PoseStamped target input (pose).")
+    gripper_command_topic: str = param(
+        "/gripper_controller/commands", "Float64MultiArray gripper input (twist, pose)."
+    )
+    command_timeout: float = param(
+        0.1, "Twist/pose commands apply until this old (s), as Servo's incoming_command_timeout.",
+        0.0, 10.0,
+    )  # fmt: skip
 
     def validate(self) -> None:
         if self.real_time_factor == 0 and not self.publish_clock:
@@ -133,7 +165,12 @@ class SimNode(Node):
         self._sim_ns = SIM_EPOCH_NS
         self._episode_start_ns = SIM_EPOCH_NS  # set again by every _reset_episode
         self._make_publishers()
-        self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
+        self._controller_command: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._commands_applied = 0  # this episode's steps driven by a controller command
+        if cfg.command_interface == "chunk":
+            self.create_subscription(ActionChunk, cfg.action_topic, self._on_chunk, ACTION_QOS)
+        else:
+            self._subscribe_controller_commands()
         self.create_subscription(ActionChunk, cfg.command_topic, self._on_command, EVENT_QOS)
         self.create_service(ResetEnv, "~/reset", self._on_reset)
         self._pending_reset: tuple[int, threading.Event, dict] | None = None
@@ -278,6 +315,8 @@ class SimNode(Node):
             self.player.set_gripper(command[-1])  # holds after teleop keep its gripper state
             self._acted = True
             return command, ActionChunk.SOURCE_TELEOP
+        if self.config.command_interface != "chunk":
+            return self._controller_action(tick_ns)
         action, fresh = self.player.action_at(tick_ns)
         self._acted |= fresh
         return action, ActionChunk.SOURCE_POLICY if fresh else ActionChunk.SOURCE_HOLD
@@ -289,6 +328,8 @@ class SimNode(Node):
         self._episode_start_ns = start_ns
         self.player.clear()
         self._command = None
+        self._controller_command = None
+        self._commands_applied = 0
         self._episode += 1 if renumber else 0
         self._steps = 0
         self._seed = seed
@@ -342,9 +383,13 @@ class SimNode(Node):
         if not log:
             return
         played, dropped = self.player.played_rows, self.player.dropped_rows
+        inputs = f"chunk rows played {played}, dropped as late {dropped}"
+        if self.config.command_interface != "chunk":
+            applied, missed = self._commands_applied, self._steps - self._commands_applied
+            inputs = f"{self.config.command_interface} commands applied {applied}, held {missed}"
         self.get_logger().info(
             f"episode {self._episode} (seed {self._seed}) ended: {reason} after {self._steps} "
-            f"steps (chunk rows played {played}, dropped as late {dropped})"
+            f"steps ({inputs})"
         )
 
     # ---- inputs --------------------------------------------------------------------------
@@ -371,6 +416,83 @@ class SimNode(Node):
             self._command = np.clip(chunk.rows[0], -1.0, 1.0)
             self._command_stamp_ns = chunk.first_stamp_ns
             self._command_arrived.notify_all()
+
+    # ---- controller command inputs (command_interface twist or pose) ---------------------------
+
+    def _subscribe_controller_commands(self) -> None:
+        cfg = self.config
+        if cfg.command_interface == "twist":
+            self.create_subscription(TwistStamped, cfg.twist_topic, self._on_twist, 10)
+        else:
+            self.create_subscription(PoseStamped, cfg.pose_command_topic, self._on_target, 10)
+        self.create_subscription(
+            Float64MultiArray, cfg.gripper_command_topic, self._on_gripper_command, 10
+        )
+
+    def _frame_ok(self, frame_id: str, topic: str) -> bool:
+        if frame_id == self.config.frame_id:
+            return True
+        self.get_logger().warning(
+            f"{topic}: command in frame {frame_id!r} ignored; expected {self.config.frame_id!r}",
+            throttle_duration_sec=2.0,
+        )
+        return False
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        topic = self.config.twist_topic
+        try:
+            linear, angular = conv.twist_to_arrays(msg, topic)
+        except ValueError as error:
+            self.get_logger().warning(f"twist refused: {error}", throttle_duration_sec=2.0)
+            return
+        if self._frame_ok(msg.header.frame_id, topic):
+            with self._lock:
+                self._controller_command = (conv.stamp_to_ns(msg.header.stamp), linear, angular)
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        topic = self.config.pose_command_topic
+        try:
+            position, quat = conv.pose_to_arrays(msg, topic)
+        except ValueError as error:
+            self.get_logger().warning(f"target refused: {error}", throttle_duration_sec=2.0)
+            return
+        if self._frame_ok(msg.header.frame_id, topic):
+            with self._lock:
+                self._controller_command = (conv.stamp_to_ns(msg.header.stamp), position, quat)
+
+    def _on_gripper_command(self, msg: Float64MultiArray) -> None:
+        try:
+            position = conv.multi_array_to_position(msg, self.config.gripper_command_topic)
+        except ValueError as error:
+            self.get_logger().warning(f"gripper refused: {error}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            gripper = position_to_gripper(position, GRIPPER_OPEN_M, GRIPPER_CLOSED_M)
+            self.player.set_gripper(gripper)
+
+    def _controller_action(self, tick_ns: int) -> tuple[np.ndarray, int]:
+        """The live command as the OSC delta action (SOURCE_POLICY), else a hold (SOURCE_HOLD).
+        Called with the lock held, before the step."""
+        action = self.player.hold_action()
+        command = self._controller_command
+        period_ns = self.config.period_ns
+        if command is None or not self._command_live(command[0], tick_ns):
+            return action, ActionChunk.SOURCE_HOLD
+        _, first, second = command
+        if self.config.command_interface == "twist":
+            delta = twist_to_delta(first, second, SIM_CONVENTION, period_ns / NS)
+        else:
+            now = self._observation
+            delta = pose_to_delta(now[EEF_POS], now[EEF_QUAT], first, second, SIM_CONVENTION)
+        action[:GRIPPER_COLUMN] = np.clip(delta, -1.0, 1.0)
+        self._commands_applied += 1
+        self._acted = True
+        return action, ActionChunk.SOURCE_POLICY
+
+    def _command_live(self, stamp_ns: int, tick_ns: int) -> bool:
+        """Stamped no more than half a step ahead of this step, and younger than the timeout."""
+        age_ns = tick_ns - stamp_ns
+        return -self.config.period_ns // 2 <= age_ns < self.config.command_timeout * NS
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         """Hand the reset to the sim thread (it owns the env) and answer once it is done."""
