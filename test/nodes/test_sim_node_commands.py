@@ -21,7 +21,7 @@ from dp_ros.testing.processes import ChildProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 PERIOD_NS = 50_000_000
-SOURCE_HOLD, SOURCE_COMMAND = 0, 1
+SOURCE_HOLD, SOURCE_COMMAND = ActionChunk.SOURCE_HOLD, ActionChunk.SOURCE_POLICY
 # The action each command encodes: 0.4 units along x (0.02 m), -0.2 about z (0.1 rad), closed.
 ACTION = np.array([0.4, 0.0, 0.0, 0.0, 0.0, -0.2, 1.0], np.float32)
 
@@ -82,12 +82,12 @@ def run_sim(controller: Controller, interface: str, timeout_s: float) -> list[Ac
 def test_sim_applies_the_delta_a_pose_target_stamped_for_the_step_encodes():
     # A timeout below one step: only the command stamped for this very step is live.
     steps = run_sim(Controller("pose", skip="future"), "pose", timeout_s=0.02)
-    commanded = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_COMMAND]
-    held = [np.asarray(msg.data) for msg in steps if msg.sequence == SOURCE_HOLD]
+    commanded = [np.asarray(msg.data) for msg in steps if msg.source == SOURCE_COMMAND]
+    held = [np.asarray(msg.data) for msg in steps if msg.source == SOURCE_HOLD]
     # One step in four gets no command stamped for it; on a loaded machine more may be late
     # (the sim does not wait for commands), which holds too.
-    assert len(commanded) >= len(steps) // 3, [msg.sequence for msg in steps]
-    assert len(held) >= len(steps) // 8, [msg.sequence for msg in steps]
+    assert len(commanded) >= len(steps) // 3, [msg.source for msg in steps]
+    assert len(held) >= len(steps) // 8, [msg.source for msg in steps]
     for action in commanded:
         np.testing.assert_allclose(action, ACTION, atol=1e-4)
     for action in held:  # zero motion, the gripper as last commanded
@@ -104,8 +104,8 @@ def test_a_twist_is_applied_as_its_delta_and_persists_until_the_timeout_as_with_
     assert len(silent) >= 4
     # Without the timeout every one of them would hold; a loaded machine may make one twist
     # late enough to leave a silent step without a live twist.
-    applied = [msg for msg in silent if msg.sequence == SOURCE_COMMAND]
-    assert len(applied) >= len(silent) * 2 // 3, [msg.sequence for msg in steps]
+    applied = [msg for msg in silent if msg.source == SOURCE_COMMAND]
+    assert len(applied) >= len(silent) * 2 // 3, [msg.source for msg in steps]
     for msg in steps:
-        if msg.sequence == SOURCE_COMMAND:
+        if msg.source == SOURCE_COMMAND:
             np.testing.assert_allclose(np.asarray(msg.data), ACTION, atol=1e-4)
