@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -368,8 +369,12 @@ def test_disable_holds_and_enable_resumes(acting):
 
 
 def configure_refusal(context, checkpoint_dir, *extra: str) -> tuple[bool, str, PolicyStatus]:
-    process = start_policy_node(checkpoint_dir, *extra, name="refusing_policy")
-    observer = Observer(context, "refusing_policy")
+    # A name of its own per call: the previous refusing node's services may still be known to
+    # DDS discovery for a while after its process ended, and a request sent there is never
+    # answered (seen under load: change_state unanswered for 120 s).
+    name = f"refusing_policy_{uuid.uuid4().hex[:8]}"
+    process = start_policy_node(checkpoint_dir, *extra, name=name)
+    observer = Observer(context, name)
     try:
         assert observer.lifecycle.wait_for_services(60), process.output()
         accepted = observer.lifecycle.transition("configure")
