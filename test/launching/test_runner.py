@@ -5,7 +5,6 @@ import signal
 import sys
 
 import pytest
-import rclpy
 
 from dp_ros.launching.runner import main as runner_main
 from dp_ros.testing.checkpoints import make_tiny_checkpoint
@@ -35,14 +34,6 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def test_runner_configures_activates_and_stops_everything_on_sigint(context, tmp_path):

@@ -4,7 +4,6 @@
 import cv2
 import numpy as np
 import pytest
-import rclpy
 
 from dp_msgs.msg import ActionChunk, PolicyStatus
 from dp_ros import conversions as conv
@@ -75,14 +74,6 @@ def test_recorder_decoder_and_policy_conversion_give_identical_pixels(native):
 
 
 # ---- policy_node over DDS --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.mark.ros

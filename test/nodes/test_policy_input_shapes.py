@@ -21,14 +21,6 @@ pytestmark = pytest.mark.ros
 OBJECT_TOPIC = "/shape_test/object_state"
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 class ObjectFeed:
     """Publishes a JointState with `size` positions on OBJECT_TOPIC at 20 Hz."""
 

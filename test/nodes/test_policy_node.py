@@ -13,7 +13,6 @@ import uuid
 
 import numpy as np
 import pytest
-import rclpy
 from safetensors.torch import load_file, save_file
 from std_srvs.srv import SetBool, Trigger
 
@@ -63,14 +62,6 @@ class Observer(GraphObserver):
 
     def latest_status(self) -> PolicyStatus:
         return self.statuses[-1]
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,6 @@ PERIOD_NS = 100_000_000
 KEYS = [AGENTVIEW_IMAGE, WRIST_IMAGE, EEF_POS, EEF_QUAT, GRIPPER_QPOS]
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 def call(node, executor, client, request):
     assert client.wait_for_service(30)
     future = client.call_async(request)

@@ -195,14 +195,6 @@ def start_recorder(store, name: str, *params: str, feed: "SimLikeFeed | None" = 
 
 
 @pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
-@pytest.fixture(scope="module")
 def feed(context):
     feed = SimLikeFeed(context)
     yield feed

@@ -80,14 +80,6 @@ class CommandListener:
         self.node.destroy_node()
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 @pytest.mark.ros
 def test_keyboard_teleop_through_a_pty_publishes_the_expected_commands(context, tmp_path):
     topic = "/pty_test/command"
