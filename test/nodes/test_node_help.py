@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from dp_ros.nodes.eval_node import EvalNodeConfig
-from dp_ros.nodes.policy_node import PolicyNodeConfig
+from dp_ros.nodes.policy_params import PolicyNodeConfig
 from dp_ros.nodes.recorder_params import RecorderNodeConfig
-from dp_ros.nodes.sim_node import SimNodeConfig
+from dp_ros.nodes.sim_params import SimNodeConfig
 from dp_ros.nodes.spin import help_requested
 from dp_ros.nodes.teleop_node import TeleopNodeConfig
 

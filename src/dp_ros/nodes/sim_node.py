@@ -43,25 +43,17 @@ episode goes on until a reset.
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float64MultiArray
 
 from dp_msgs.msg import ActionChunk, EpisodeOutcome
 from dp_msgs.srv import ResetEnv
 from dp_ros import conversions as conv
-from dp_ros.acting.action_convention import (
-    SIM_CONVENTION,
-    pose_to_delta,
-    position_to_gripper,
-    twist_to_delta,
-)
-from dp_ros.acting.chunk_timing import GRIPPER_COLUMN, ChunkPlayer, TimedChunk
+from dp_ros.acting.chunk_timing import ChunkPlayer, TimedChunk
 from dp_ros.keys import (
     ACTION_DIM,
     AGENTVIEW_IMAGE,
@@ -71,80 +63,20 @@ from dp_ros.keys import (
     OBJECT_STATE,
     WRIST_IMAGE,
 )
-from dp_ros.nodes.params import NodeConfig, declare_and_load, param
+from dp_ros.nodes.params import declare_and_load
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STEP_QOS
+from dp_ros.nodes.sim_commands import ControllerCommandInputs
+from dp_ros.nodes.sim_params import (
+    GRIPPER_JOINTS,
+    NS,
+    RESET_TIMEOUT_S,
+    SIM_EPOCH_NS,
+    SimNodeConfig,
+)
 from dp_ros.nodes.spin import run_node
 
-NS = 1_000_000_000
-# Simulated time starts here rather than at 0: ROS treats time 0 as "no clock received yet".
-SIM_EPOCH_NS = 1_000 * NS
-GRIPPER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
-GRIPPER_OPEN_M, GRIPPER_CLOSED_M = 0.04, 0.0  # finger position commands: action -1 and +1
-COMMAND_INTERFACES = ("chunk", "twist", "pose")
-RESET_TIMEOUT_S = 30.0
 
-
-@dataclass(frozen=True)
-class SimNodeConfig(NodeConfig):
-    task: str = param("lift", "Simulated task.", choices=("lift", "can", "square"))
-    seed: int = param(0, "Seed of the first episode; each new episode adds one.", 0, 2**31 - 1)
-    cameras: bool = param(True, "Render and publish the agent-view and wrist cameras.")
-    image_size: int = param(84, "Camera images are image_size x image_size.", 16, 1024)
-    fast_render: bool = param(True, "Turn MSAA and reflections off (faster on CPU).")
-    control_rate: float = param(20.0, "Control steps per simulated second.", 1.0, 1000.0)
-    real_time_factor: float = param(
-        1.0, "Simulated seconds per wall second; 0 steps as fast as possible.", 0.0, 100.0
-    )
-    publish_clock: bool = param(True, "Publish /clock so use_sim_time nodes follow the sim.")
-    max_episode_steps: int = param(0, "Steps before an episode ends; 0: the task's own.", 0, 10**6)
-    time_limit: bool = param(
-        True, "End episodes at max_episode_steps; false for teleop recording (operator ends)."
-    )
-    auto_reset: bool = param(True, "Begin a new episode when one ends (success or step limit).")
-    command_wait: float = param(
-        0.0,
-        "Seconds each step waits for a command answering the current observation (lockstep "
-        "for scripted teleop); 0: never wait.",
-        0.0,
-        60.0,
-    )
-    frame_id: str = param("world", "Frame of the published pose.")
-    agentview_topic: str = param("/agentview/image_raw", "Agent-view camera output.")
-    wrist_topic: str = param("/wrist/image_raw", "Wrist camera output.")
-    eef_pose_topic: str = param("/eef_pose", "End-effector pose output.")
-    gripper_topic: str = param("/gripper/joint_states", "Gripper joint state output.")
-    object_topic: str = param("/sim/object_state", "Object state output (JointState).")
-    action_topic: str = param("/action_chunk", "ActionChunk input (from policy_node).")
-    command_topic: str = param("/teleop/command", "Single-step command input (teleop).")
-    applied_action_topic: str = param("/sim/applied_action", "The action applied at each step.")
-    outcome_topic: str = param("/sim/episode_outcome", "EpisodeOutcome output.")
-    command_interface: str = param(
-        "chunk", "Policy input: ActionChunks, or a controller's twist or pose commands.",
-        choices=COMMAND_INTERFACES,
-    )  # fmt: skip
-    twist_topic: str = param("/servo_node/delta_twist_cmds", "TwistStamped input (twist).")
-    pose_command_topic: str = param("/target_pose", "PoseStamped target input (pose).")
-    gripper_command_topic: str = param(
-        "/gripper_controller/commands", "Float64MultiArray gripper input (twist, pose)."
-    )
-    command_timeout: float = param(
-        0.1, "Twist/pose commands apply until this old (s), as Servo's incoming_command_timeout.",
-        0.0, 10.0,
-    )  # fmt: skip
-
-    def validate(self) -> None:
-        if self.real_time_factor == 0 and not self.publish_clock:
-            raise ValueError(
-                "parameter real_time_factor=0 (as fast as possible) needs publish_clock=true: "
-                "stamps would otherwise run ahead of the wall clock"
-            )
-
-    @property
-    def period_ns(self) -> int:
-        return round(NS / self.control_rate)
-
-
-class SimNode(Node):
+class SimNode(ControllerCommandInputs, Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_node", **kwargs)
         self.config: SimNodeConfig = declare_and_load(self, SimNodeConfig)
@@ -416,83 +348,6 @@ class SimNode(Node):
             self._command = np.clip(chunk.rows[0], -1.0, 1.0)
             self._command_stamp_ns = chunk.first_stamp_ns
             self._command_arrived.notify_all()
-
-    # ---- controller command inputs (command_interface twist or pose) ---------------------------
-
-    def _subscribe_controller_commands(self) -> None:
-        cfg = self.config
-        if cfg.command_interface == "twist":
-            self.create_subscription(TwistStamped, cfg.twist_topic, self._on_twist, 10)
-        else:
-            self.create_subscription(PoseStamped, cfg.pose_command_topic, self._on_target, 10)
-        self.create_subscription(
-            Float64MultiArray, cfg.gripper_command_topic, self._on_gripper_command, 10
-        )
-
-    def _frame_ok(self, frame_id: str, topic: str) -> bool:
-        if frame_id == self.config.frame_id:
-            return True
-        self.get_logger().warning(
-            f"{topic}: command in frame {frame_id!r} ignored; expected {self.config.frame_id!r}",
-            throttle_duration_sec=2.0,
-        )
-        return False
-
-    def _on_twist(self, msg: TwistStamped) -> None:
-        topic = self.config.twist_topic
-        try:
-            linear, angular = conv.twist_to_arrays(msg, topic)
-        except ValueError as error:
-            self.get_logger().warning(f"twist refused: {error}", throttle_duration_sec=2.0)
-            return
-        if self._frame_ok(msg.header.frame_id, topic):
-            with self._lock:
-                self._controller_command = (conv.stamp_to_ns(msg.header.stamp), linear, angular)
-
-    def _on_target(self, msg: PoseStamped) -> None:
-        topic = self.config.pose_command_topic
-        try:
-            position, quat = conv.pose_to_arrays(msg, topic)
-        except ValueError as error:
-            self.get_logger().warning(f"target refused: {error}", throttle_duration_sec=2.0)
-            return
-        if self._frame_ok(msg.header.frame_id, topic):
-            with self._lock:
-                self._controller_command = (conv.stamp_to_ns(msg.header.stamp), position, quat)
-
-    def _on_gripper_command(self, msg: Float64MultiArray) -> None:
-        try:
-            position = conv.multi_array_to_position(msg, self.config.gripper_command_topic)
-        except ValueError as error:
-            self.get_logger().warning(f"gripper refused: {error}", throttle_duration_sec=2.0)
-            return
-        with self._lock:
-            gripper = position_to_gripper(position, GRIPPER_OPEN_M, GRIPPER_CLOSED_M)
-            self.player.set_gripper(gripper)
-
-    def _controller_action(self, tick_ns: int) -> tuple[np.ndarray, int]:
-        """The live command as the OSC delta action (SOURCE_POLICY), else a hold (SOURCE_HOLD).
-        Called with the lock held, before the step."""
-        action = self.player.hold_action()
-        command = self._controller_command
-        period_ns = self.config.period_ns
-        if command is None or not self._command_live(command[0], tick_ns):
-            return action, ActionChunk.SOURCE_HOLD
-        _, first, second = command
-        if self.config.command_interface == "twist":
-            delta = twist_to_delta(first, second, SIM_CONVENTION, period_ns / NS)
-        else:
-            now = self._observation
-            delta = pose_to_delta(now[EEF_POS], now[EEF_QUAT], first, second, SIM_CONVENTION)
-        action[:GRIPPER_COLUMN] = np.clip(delta, -1.0, 1.0)
-        self._commands_applied += 1
-        self._acted = True
-        return action, ActionChunk.SOURCE_POLICY
-
-    def _command_live(self, stamp_ns: int, tick_ns: int) -> bool:
-        """Stamped no more than half a step ahead of this step, and younger than the timeout."""
-        age_ns = tick_ns - stamp_ns
-        return -self.config.period_ns // 2 <= age_ns < self.config.command_timeout * NS
 
     def _on_reset(self, request: ResetEnv.Request, response: ResetEnv.Response):
         """Hand the reset to the sim thread (it owns the env) and answer once it is done."""
