@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dp_ros.cli.dataset import main
-from dp_ros.data.lerobot_export import LeRobotFormatError, read_lerobot
+from dp_ros.data.lerobot_export import LeRobotFormatError
+from dp_ros.data.lerobot_read import read_lerobot
 from dp_ros.data.store import EpisodeStore
 from dp_ros.data.synthetic import synthetic_episode
 from dp_ros.keys import (
