@@ -7,12 +7,9 @@ from dp_ros.acting.action_convention import SIM_CONVENTION, quat_to_matrix
 from dp_ros.acting.chunk_executor import (
     ChunkExecutor,
     ExecutorSettings,
-    SafetyLimits,
-    Watchdog,
-    limit_pose,
-    limit_twist,
 )
 from dp_ros.acting.chunk_timing import TimedChunk
+from dp_ros.acting.executor_safety import SafetyLimits, Watchdog, limit_pose, limit_twist
 
 MS = 1_000_000
 PERIOD = 50 * MS

@@ -40,8 +40,8 @@ from dp_ros.acting.chunk_executor import (
     ChunkExecutor,
     Command,
     ExecutorSettings,
-    SafetyLimits,
 )
+from dp_ros.acting.executor_safety import SafetyLimits
 from dp_ros.keys import ACTION_DIM
 from dp_ros.nodes.params import NodeConfig, declare_and_load, param
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
