@@ -282,3 +282,29 @@ def test_corrupt_bags_end_in_one_line_naming_bag_topic_and_problem(tmp_path, cap
     code, err = _bad_bag_cli(capsys, corrupt, tmp_path / "c.zarr")
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{corrupt}: corrupt sqlite3 storage (database disk image is malformed)" in err, err
+
+
+def test_a_bag_refused_part_way_adds_nothing_to_the_store(tmp_path, capsys):
+    """Episodes saved before the corrupt message are rolled back: the store reads as before."""
+    store_path = tmp_path / "store"
+    good = sim_messages(lengths=(2, 3, 2), successes=(True, True, True))
+    write_bag(tmp_path / "good", good, StoragePlugin.MCAP)
+    assert main([str(tmp_path / "good"), str(store_path), "--sim", "--no-progress"]) == 0
+    with EpisodeStore.open(store_path) as store:
+        before = [store.episode(i) for i in range(store.n_episodes)]
+        before_metadata = store.all_metadata()
+    messages = sim_messages()
+    late = tmp_path / "late"  # corrupt only at its very end, after two episodes were saved
+    _write_raw_bag(late, messages, StoragePlugin.MCAP, truncate_index=len(messages) - 1)
+    for target in (store_path, tmp_path / "new.zarr"):
+        code, err = _bad_bag_cli(capsys, late, target)
+        assert code == 2 and "does not deserialize" in err, err
+    assert not (tmp_path / "new.zarr").exists()
+    with EpisodeStore.open(store_path, mode="a") as store:  # a writer's open drops nothing more
+        assert store.all_metadata() == before_metadata
+        for index, episode in enumerate(before):
+            got = store.episode(index)
+            assert got.keys() == episode.keys()
+            for key in episode:
+                np.testing.assert_array_equal(got[key], episode[key])
+        assert all(store.array(key).shape[0] == store.n_frames for key in store.keys)

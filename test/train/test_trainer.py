@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.train.cli import main
 from dp_ros.train.config import TrainConfigError
 from dp_ros.train.run_files import read_metrics
-from dp_ros.train.trainer import Trainer
+from dp_ros.train.trainer import Trainer, TrainingInterrupted
 
 
 def rows_with(path, name):
@@ -184,3 +185,66 @@ def test_resume_points_that_cannot_work(tmp_path, low_dim_store, make_config):
         Trainer(make_config(low_dim_store, out, output__resume=str(tmp_path / "nothing"))).run()
     with pytest.raises(TrainConfigError, match=r"eval\.hook='dp_ros\.nothing\.make' cannot be"):
         Trainer(make_config(low_dim_store, tmp_path / "b", eval__hook="dp_ros.nothing.make")).run()
+
+
+# ---- output.overwrite: the old run survives until the new one has finished -------------------
+
+
+class FailingTrainer(Trainer):
+    """A real run that raises after `fail_at` steps, as a bad batch found late would."""
+
+    fail_at = 3
+
+    def train_step(self, batch):
+        if self.step == self.fail_at:
+            raise RuntimeError("bad batch found late")
+        return super().train_step(batch)
+
+
+class StoppedTrainer(Trainer):
+    """A real run whose user presses Ctrl-C during its third step."""
+
+    def train_step(self, batch):
+        loss = super().train_step(batch)
+        if self.step == 2:
+            self._stop_requested.set()
+        return loss
+
+
+def run_files(out):
+    return {path.relative_to(out): path.read_bytes()
+            for path in sorted(out.rglob("*")) if path.is_file()}  # fmt: skip
+
+
+def test_overwrite_puts_the_old_run_back_when_the_new_one_fails(tmp_path, low_dim_store,
+                                                                make_config):  # fmt: skip
+    out = tmp_path / "run"
+    Trainer(make_config(low_dim_store, out, training__epochs=1)).run()
+    before = run_files(out)
+    assert (Path("checkpoints") / "last" / "policy.safetensors") in before
+
+    config = make_config(low_dim_store, out, output__overwrite=True, training__seed=5)
+    with pytest.raises(RuntimeError, match="bad batch found late"):
+        FailingTrainer(config).run()
+    assert run_files(out) == before  # byte for byte, and nothing of the failed run left
+    assert not (out / ".replaced_run").exists()
+
+
+def test_overwrite_deletes_the_old_run_only_when_the_new_one_finishes(tmp_path, low_dim_store,
+                                                                      make_config):  # fmt: skip
+    out = tmp_path / "run"
+    Trainer(make_config(low_dim_store, out, training__epochs=1)).run()
+    old_weights = (out / "checkpoints" / "last" / "policy.safetensors").read_bytes()
+
+    common = dict(output__overwrite=True, training__seed=5, training__epochs=1)
+    with pytest.raises(TrainingInterrupted):
+        StoppedTrainer(make_config(low_dim_store, out, **common)).run()
+    aside = out / ".replaced_run" / "checkpoints" / "last" / "policy.safetensors"
+    assert aside.read_bytes() == old_weights  # the finished run is kept while the new one waits
+    assert rows_with(out / "metrics.jsonl", "train/loss").keys() == {1, 2, 3}
+
+    Trainer(make_config(low_dim_store, out, output__resume="last", **common)).run()
+    assert not (out / ".replaced_run").exists()
+    new_weights = (out / "checkpoints" / "last" / "policy.safetensors").read_bytes()
+    assert new_weights != old_weights
+    assert json.loads((out / "summary.json").read_text())["steps"] > 3

@@ -320,6 +320,19 @@ class EpisodeStore:
         ends[n] = end
         held.publish()
 
+    def roll_back_to(self, n_episodes: int) -> None:
+        """Forget every episode after the first `n_episodes` (a refused import undoing its
+        appends). The shorter episode index is published first, with one atomic file replace,
+        so a crash midway leaves uncommitted frames that the next writer drops."""
+        if self._mode != "a":
+            raise StoreError(f"{self._path} is open read-only; open it with mode='a' to roll back")
+        ends = zarr.open_array(self._zstore, mode="r+", path=ENDS_PATH)
+        if not 0 <= n_episodes <= ends.shape[0]:
+            raise ValueError(f"cannot roll back to {n_episodes} of {ends.shape[0]} episodes")
+        ends.resize(n_episodes)
+        self._arrays.clear()
+        self._drop_uncommitted()
+
     def _drop_uncommitted(self) -> None:
         """Cut frames and metadata past the last committed end (left by a killed writer)."""
         ends = self.episode_ends

@@ -26,7 +26,9 @@ Episode boundaries, in order of preference:
 Unsuccessful episodes are left out unless --keep-failed. Incomplete ones (dropped frames) are
 refused by the assembler's rules and reported. A bag the store already holds episodes from is
 refused unless --append (and with it, episodes identical to stored ones are still skipped). When
-no episode is saved, nothing is written and the command exits 1.
+no episode is saved, nothing is written and the command exits 1. A bag refused part-way (a
+corrupt message) adds none of its episodes: those already appended are rolled back, and a store
+the conversion created is removed.
 """
 
 from __future__ import annotations
@@ -381,6 +383,7 @@ def convert_bag(
             boundaries = "whole bag"
         existed = Path(store_path).exists()
         store = open_store(store_path)
+        episodes_before = store.n_episodes
         try:
             converter = BagConverter(store, options, str(Path(bag).resolve()))
             converter.begin(boundaries)
@@ -392,6 +395,9 @@ def convert_bag(
                 msg = _deserialize_or_refuse(bag, typestore, raw, connection, index, timestamp)
                 converter.on_message(connection.topic, connection.msgtype, msg)
             converter.end()
+        except BaseException:
+            store.roll_back_to(episodes_before)  # a refused bag adds nothing, not half of itself
+            raise
         finally:
             store.close()
             if not existed and store.n_episodes == 0:

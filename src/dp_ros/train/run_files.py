@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,73 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def replaced(self) -> Path:
+        """Where output.overwrite keeps the previous run until the new one has finished."""
+        return self.root / ".replaced_run"
+
+    def run_files(self) -> tuple[Path, ...]:
+        """Everything a run writes; nothing else under root is ever moved or deleted."""
+        return (
+            self.checkpoints,
+            self.tensorboard,
+            self.metrics,
+            self.loss_curve,
+            self.summary,
+            self.config,
+        )
+
+
+# output.overwrite replaces a run the way a staged import replaces a store: the old run is not
+# destroyed before the new one exists. It is renamed aside (same directory, so no copy), put back
+# if the new run fails, and deleted only when the new run has finished. A new run stopped by
+# Ctrl-C is resumable, so it stays in place and the old run stays aside until the resumed run
+# finishes. A crash (SIGKILL) leaves the old run whole under .replaced_run.
+
+
+def set_aside_previous_run(paths: RunPaths) -> None:
+    """Move the previous run's files under paths.replaced. If an earlier overwrite never
+    finished, .replaced_run already holds the last finished run: keep it, and delete the files
+    of the unfinished run in front of it (the ones being overwritten)."""
+    keep_older = paths.replaced.is_dir()
+    if not keep_older and not any(path.exists() for path in paths.run_files()):
+        return
+    staging = paths.root / f".replacing-{os.getpid()}"
+    if not keep_older:
+        staging.mkdir()
+    for path in paths.run_files():
+        if not path.exists():
+            continue
+        if keep_older:
+            _remove(path)
+        else:
+            os.rename(path, staging / path.name)
+    if not keep_older:
+        os.rename(staging, paths.replaced)
+
+
+def restore_previous_run(paths: RunPaths) -> None:
+    """The new run failed: delete its files and put the previous run back where it was."""
+    if not paths.replaced.is_dir():
+        return
+    for path in paths.run_files():
+        _remove(path)
+    for entry in paths.replaced.iterdir():
+        os.rename(entry, paths.root / entry.name)
+    paths.replaced.rmdir()
+
+
+def discard_previous_run(paths: RunPaths) -> None:
+    """The new run finished: the previous one is no longer needed."""
+    shutil.rmtree(paths.replaced, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

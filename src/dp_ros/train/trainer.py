@@ -3,7 +3,8 @@
     check_inputs    every input error (dataset, keys, shapes, output dir, resume point, hook)
                     raised before a process is started or a weight is allocated
     setup_fabric    Lightning Fabric: CPU, one GPU, N GPUs or several nodes (DDP), bf16 on GPU
-    prepare_output  clear an old run's files when output.overwrite asks for it
+    prepare_output  set an old run's files aside when output.overwrite asks for it: put back if
+                    the new run fails, deleted when it finishes (run_files.py)
     setup_data      SequenceDataset split by episode; normaliser statistics from training only
     setup_policy    make_policy + AdamW + warm-up/cosine schedule + EMA
     restore         resume from a checkpoint exactly where it stopped (weights, optimiser,
@@ -29,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -47,7 +47,15 @@ from dp_ros.policy import EMA, DiffusionPolicy, load_policy, make_policy
 from dp_ros.train.checkpointing import TrainerCheckpoints
 from dp_ros.train.config import TrainConfig
 from dp_ros.train.inputs import EvalHook, check_inputs, resolve_eval_hook
-from dp_ros.train.run_files import RunPaths, latest_values, plot_loss_curve, read_metrics
+from dp_ros.train.run_files import (
+    RunPaths,
+    discard_previous_run,
+    latest_values,
+    plot_loss_curve,
+    read_metrics,
+    restore_previous_run,
+    set_aside_previous_run,
+)
 from dp_ros.train.run_log import TrainerLogs
 from dp_ros.train.sampling import RANK_SEED_STRIDE, EpochSampler, seed_everything
 
@@ -106,6 +114,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.best_value: float | None = None
         self._last_saved_step = -1
         self._stop_requested = threading.Event()  # Ctrl-C: finish the step, save, stop
+        self._replacing = False  # this fresh run set an old one aside (output.overwrite)
         self.step_times: list[float] = []  # seconds per step, data wait included
         self.wait_times: list[float] = []  # seconds per step spent waiting for the batch
 
@@ -116,6 +125,19 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.check_inputs()
         self.setup_fabric()
         self.prepare_output()
+        try:
+            summary = self._train_and_finish()
+        except TrainingInterrupted:
+            raise  # resumable: the new run stays, the old one stays aside until it finishes
+        except BaseException:
+            if self.is_main and self._replacing:
+                restore_previous_run(self.paths)
+            raise
+        if self.is_main:
+            discard_previous_run(self.paths)
+        return summary
+
+    def _train_and_finish(self) -> dict[str, Any]:
         self.setup_data()
         self.setup_policy()
         self.restore()
@@ -175,12 +197,10 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self.is_main = self.rank == 0
 
     def prepare_output(self) -> None:
-        """With output.overwrite on a fresh run, clear the old run's files (rank 0, once)."""
+        """With output.overwrite on a fresh run, set the old run's files aside (rank 0, once)."""
         if self.is_main and self.resume_dir is None and self.config.output.overwrite:
-            for directory in (self.paths.checkpoints, self.paths.tensorboard):
-                shutil.rmtree(directory, ignore_errors=True)
-            for file in (self.paths.metrics, self.paths.summary, self.paths.loss_curve):
-                file.unlink(missing_ok=True)
+            set_aside_previous_run(self.paths)
+            self._replacing = True
         self.fabric.barrier()
 
     def setup_data(self) -> None:
