@@ -5,7 +5,8 @@ policy_node does, and samples each chunk with the plan `dp_ros.acting.continuati
 no latency the frozen rows are those before the newest observation (plus `--lead` rows), then
 `--overlap` guided rows. Prints the success rate as JSON. Where bench_continuation.py measures
 continuation over ROS at real time, this separates what the inpainting does to the policy from
-what timing does.
+what timing does; `--delay D` adds D control steps of inference latency in the same loop, so
+latency sensitivity can be measured apart from ROS.
 
     .venv/bin/python bench/bench_continuation_offline.py outputs/lift_mm_state/checkpoints/last \
         --continuation inpaint --overlap 8 --episodes 40
@@ -15,6 +16,7 @@ import argparse
 import json
 
 import numpy as np
+from tqdm import tqdm
 
 from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.acting.continuation import ContinuationConfig, plan_held_actions
@@ -22,26 +24,67 @@ from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.sim.env import SimEnv
 
 
-def episode(env: SimEnv, runner: PolicyRunner, seed: int, config, lead: int, limit: int) -> bool:
-    """One episode; time is counted in control steps (the period is 1)."""
+def episode(
+    env: SimEnv,
+    runner: PolicyRunner,
+    seed: int,
+    config,
+    lead: int,
+    limit: int,
+    delay: int = 0,
+    replan_every: int = 0,
+    drop_late_at_start: bool = False,
+) -> bool:
+    """One episode; time is counted in control steps (the period is 1).
+
+    With `delay` D, a chunk computed from the observation at step s takes over at s + D (the
+    current chunk keeps playing until then, as on the robot), and inferences start every Ta
+    steps (or every `replan_every`: policy_node starts the next inference as soon as the last
+    one ended when inference is slow), so each chunk plays its rows To-1+D .. To-1+D+Ta-1.
+    While the first chunk is computed the robot holds still; then, as policy_node does, the
+    chunk starts from its row To-1 (the plan has not begun: nothing moved since its
+    observation). `drop_late_at_start` plays it from row To-1+D instead, dropping the rows
+    latency made late as if the robot had been moving (policy_node before it started chunks
+    from rest).
+    """
     To, Ta, T = runner.n_obs_steps, runner.n_action_steps, runner.horizon
+    Ta = replan_every or Ta
+    if To - 1 + delay + Ta > T:
+        raise ValueError(f"--delay {delay}: a chunk of {T} rows cannot cover it and Ta={Ta}")
     runner.reset()
     history = [env.reset(seed=seed)] * To
-    committed, step = None, 0
-    while step < limit:
-        window = {k: np.stack([h[k] for h in history[-To:]]) for k in runner.obs_keys}
-        held = plan_held_actions(committed, step - (To - 1), T, step + lead, config)
-        chunk = runner.predict(window, held).chunk
-        committed = TimedChunk(step - (To - 1), 1, chunk)
-        for row in chunk[To - 1 : To - 1 + Ta]:
-            observation, _, done, info = env.step(row)
-            history.append(observation)
-            step += 1
-            if info["success"]:
-                return True
-            if done:
-                return False
+    committed, pending = None, None  # the playing chunk; (takes over at, chunk) in flight
+    for step in range(limit):
+        committed, pending = _land(committed, pending, step)  # before a newer one is asked for
+        if step % Ta == 0:
+            window = {k: np.stack([h[k] for h in history[-To:]]) for k in runner.obs_keys}
+            held = plan_held_actions(committed, step - (To - 1), T, step + delay + lead, config)
+            chunk = TimedChunk(step - (To - 1), 1, runner.predict(window, held).chunk)
+            if committed is None and not drop_late_at_start:  # from rest: the plan starts now
+                chunk = TimedChunk(step + delay - (To - 1), 1, chunk.rows)
+            pending = (step + delay, chunk)
+        committed, pending = _land(committed, pending, step)
+        if committed is None:
+            action = HOLD
+        else:
+            action = committed.rows[step - committed.first_stamp_ns]
+        observation, _, done, info = env.step(action)
+        history.append(observation)
+        if info["success"]:
+            return True
+        if done:
+            return False
     return False
+
+
+HOLD = np.array([0, 0, 0, 0, 0, 0, -1], np.float32)  # no motion, gripper open
+
+
+def _land(committed, pending, step: int):
+    """(playing chunk, chunk in flight) after step `step`'s arrivals."""
+    if pending is not None and step >= pending[0]:
+        return pending[1], None
+    return committed, pending
 
 
 def main() -> None:
@@ -52,16 +95,37 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=8)
     parser.add_argument("--schedule", default="linear")
     parser.add_argument("--lead", type=int, default=0, help="extra frozen rows after the newest")
+    parser.add_argument("--delay", type=int, default=0, help="inference delay, control steps")
+    parser.add_argument("--replan-every", type=int, default=0, help="steps; 0: Ta")
+    parser.add_argument(
+        "--drop-late-at-start",
+        action="store_true",
+        help="play the first chunk from row To-1+delay, not To-1 (the old rule)",
+    )
+    parser.add_argument("--half-weights", action="store_true", help="fp16 weights, as on ROS")
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--first-seed", type=int, default=100000)
     parser.add_argument("--max-steps", type=int, default=300)
     options = parser.parse_args()
-    runner = PolicyRunner.from_checkpoint(options.checkpoint)
+    runner = PolicyRunner.from_checkpoint(options.checkpoint, half_weights=options.half_weights)
     config = ContinuationConfig(options.continuation, options.overlap, options.schedule)
     env = SimEnv(options.task, cameras=False)
     try:
         seeds = range(options.first_seed, options.first_seed + options.episodes)
-        wins = [episode(env, runner, s, config, options.lead, options.max_steps) for s in seeds]
+        wins = [
+            episode(
+                env,
+                runner,
+                s,
+                config,
+                options.lead,
+                options.max_steps,
+                options.delay,
+                options.replan_every,
+                options.drop_late_at_start,
+            )
+            for s in tqdm(seeds, desc="episodes", leave=False)
+        ]
     finally:
         env.close()
     print(json.dumps({**vars(options), "successes": sum(wins), "success_rate": np.mean(wins)}))

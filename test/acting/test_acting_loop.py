@@ -42,6 +42,15 @@ def feed(core: ActingCore, stamp_ns: int) -> None:
         core.add(key, stamp_ns, np.zeros(size, np.float32))
 
 
+def start_moving(core: ActingCore) -> None:
+    """A first chunk published at its observation's instant, from T0 + P on: the robot is then
+    playing a chunk, so the chunks a test makes next continue it instead of starting from
+    rest (see test_a_chunk_from_rest_starts_when_it_lands)."""
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    assert core.act(lambda: T0 + PERIOD).plan_start_ns == T0 + PERIOD
+
+
 @pytest.mark.parametrize("offered_rows", [0, 5])
 def test_a_chunk_keeps_only_the_rows_not_yet_due(runner, offered_rows):
     core = make_core(runner, offered_rows=offered_rows)
@@ -72,12 +81,12 @@ def test_a_new_chunk_continues_the_current_one_on_its_frozen_instants(runner, sa
     runner.sampler = sampler
     continuation = ContinuationConfig(mode="inpaint", overlap_steps=3)
     core = make_core(runner, continuation=continuation)
-    feed(core, T0)
-    feed(core, T0 + PERIOD)
+    start_moving(core)
     clock = iter([T0 + PERIOD, T0 + 3 * PERIOD])  # assembled, published
     first = core.act(lambda: next(clock))
     current = core.committed
-    assert first.held_rows == 0 and current.first_stamp_ns == T0  # horizon row 0: To-1 back
+    assert first.plan_start_ns == T0 + PERIOD  # continues a moving robot: the plan is not moved
+    assert current.first_stamp_ns == T0  # horizon row 0: To-1 back
     feed(core, T0 + 2 * PERIOD)
     feed(core, T0 + 3 * PERIOD)
     clock = iter([T0 + 3 * PERIOD, T0 + 5 * PERIOD])
@@ -99,9 +108,8 @@ def test_the_driver_latency_extends_the_frozen_rows(runner):
     them, so they are frozen too."""
     continuation = ContinuationConfig(mode="inpaint", overlap_steps=0)
     core = make_core(runner, continuation=continuation)
+    start_moving(core)
     core.config = dataclasses.replace(core.config, exec_latency_ns=PERIOD)
-    feed(core, T0)
-    feed(core, T0 + PERIOD)
     clock = iter([T0 + PERIOD, T0 + 3 * PERIOD])
     core.act(lambda: next(clock))
     current = core.committed
@@ -147,3 +155,43 @@ def test_a_chunk_from_an_episode_that_ended_during_inference_is_dropped(runner):
     resetter.join()
     assert outcome.chunk is None
     assert outcome.reason == "a new episode began during inference"
+
+
+@pytest.mark.parametrize("exec_latency_steps", [0, 1])
+def test_a_chunk_from_rest_starts_when_it_lands(runner, exec_latency_steps):
+    """Nothing was playing: the robot held still since the observation, so the plan starts at
+    the first tick after publication (+ exec_latency) and no row is dropped as late."""
+    core = make_core(runner)
+    core.config = dataclasses.replace(core.config, exec_latency_ns=exec_latency_steps * PERIOD)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    clock = iter([T0 + PERIOD, T0 + 3 * PERIOD + PERIOD // 2])  # 2.5 steps of inference
+    outcome = core.act(lambda: next(clock))
+    config = runner.policy.config
+    first_tick = T0 + (4 + exec_latency_steps) * PERIOD
+    assert outcome.observation_stamp_ns == T0 + PERIOD  # the message still names its input
+    assert outcome.plan_start_ns == outcome.chunk.first_stamp_ns == first_tick
+    assert len(outcome.chunk.rows) == config.horizon - config.n_obs_steps + 1  # all offered
+    To = config.n_obs_steps
+    np.testing.assert_array_equal(outcome.chunk.rows, core.committed.rows[To - 1 :])
+    assert core.committed.first_stamp_ns == first_tick - (To - 1) * PERIOD
+
+
+def test_a_chunk_after_the_last_one_ran_out_starts_from_rest(runner):
+    core = make_core(runner)
+    start_moving(core)
+    last_row_ns = core.committed.stamp_of(len(core.committed.rows) - 1)
+    # Still playing at the observation: the late rows are dropped, the plan is not moved.
+    feed(core, last_row_ns - PERIOD)
+    feed(core, last_row_ns)
+    clock = iter([last_row_ns, last_row_ns + 2 * PERIOD])
+    playing = core.act(lambda: next(clock))
+    assert playing.plan_start_ns == last_row_ns
+    assert playing.chunk.first_stamp_ns == last_row_ns + 2 * PERIOD
+    # Nothing left to play at the observation: the robot held still, the plan starts now.
+    after_ns = core.committed.stamp_of(len(core.committed.rows) - 1) + PERIOD
+    feed(core, after_ns - PERIOD)
+    feed(core, after_ns)
+    clock = iter([after_ns, after_ns + 2 * PERIOD])
+    rested = core.act(lambda: next(clock))
+    assert rested.plan_start_ns == rested.chunk.first_stamp_ns == after_ns + 2 * PERIOD

@@ -161,9 +161,13 @@ def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consisten
         assert observer.lifecycle.transition("activate")
         assert observer.spin_until(lambda: len(observer.chunks) >= 7, timeout=60), process.output()
         messages = [msg for _, msg in observer.chunks]
+        # The first chunk starts from rest: nothing was playing, so its plan starts when it
+        # lands and none of its rows is dropped.
+        assert messages[0].horizon == OFFERED_ROWS
         for msg in messages:
             lead_ns = conv.stamp_to_ns(msg.header.stamp) - conv.stamp_to_ns(msg.observation_stamp)
             assert lead_ns >= 200_000_000, lead_ns / 1e6
+        for msg in messages[1:]:
             assert 1 <= msg.horizon <= OFFERED_ROWS - 4  # rows at 200 .. 700 ms at most
             assert len(msg.data) == msg.horizon * 7
         gaps = []  # per pair: mean |difference| of the first two overlapping rows

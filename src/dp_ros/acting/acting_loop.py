@@ -9,6 +9,16 @@ What is offered: every predicted row from the newest observation's instant onwar
 To-1 .. T-1, or the first `offered_rows` of them), not only the Ta the policy was trained to
 execute. Inference latency then eats into the chunk's runway instead of leaving the robot
 without a row: a driver plays rows at their stamps and a newer chunk replaces the rest.
+
+Starting from rest: when no chunk was playing at the observation's instant (the first chunk of
+an episode, or the last one ran out), the robot has held still since the observation, so the
+plan has not started: its first row is stamped for the first tick after publication instead of
+the observation's instant, and no row is dropped. Dropping the rows that latency made late, as
+for a chunk that continues a moving robot, would start every episode mid-plan from a standing
+robot. Measured without ROS (bench/bench_continuation_offline.py, Lift state, 20 seeds, the
+robot holding while the first chunk is computed): with 0, 2, 4, 6 steps of inference delay,
+dropping the late rows (`--drop-late-at-start`) gave 20, 17, 3, 5 successes; starting the plan
+when it lands gave 20 at every delay.
 """
 
 import threading
@@ -53,6 +63,9 @@ class ActOutcome:
     reason: str = ""
     input: str = ""
     observation_stamp_ns: int = 0
+    # The instant the plan's row for the newest observation executes: the observation's own
+    # instant, or later when the chunk starts from rest (see the module docstring).
+    plan_start_ns: int = 0
     inference_s: float = 0.0  # wall seconds in the policy
     # The acting clock's advance from assembly to publication (simulated time: whole steps).
     inference_clock_ns: int = 0
@@ -67,6 +80,12 @@ def check_actions(actions: np.ndarray, limit: float) -> str:
     if worst > limit:
         return f"policy produced an action of magnitude {worst:.3g} > limit {limit}; holding"
     return ""
+
+
+def first_tick_after(instant_ns: int, grid_ns: int, period_ns: int) -> int:
+    """The first instant on the control grid through `grid_ns` at or after `instant_ns`."""
+    steps = max(0, -(-(instant_ns - grid_ns) // period_ns))  # ceil, never before grid_ns
+    return grid_ns + steps * period_ns
 
 
 class ActingCore:
@@ -145,16 +164,33 @@ class ActingCore:
         problem = check_actions(offered, self.config.action_limit)
         if problem:
             return ActOutcome(None, problem, POLICY_OUTPUT, **timing)
+        plan_start_ns = newest_ns
+        if self._at_rest_since(newest_ns):
+            plan_start_ns = first_tick_after(
+                publish_ns + self.config.exec_latency_ns, newest_ns, period
+            )
         chunk = schedule_executed_actions(
-            offered, newest_ns, period, publish_ns, self.config.exec_latency_ns
+            offered, plan_start_ns, period, publish_ns, self.config.exec_latency_ns
         )
         if chunk is None:
             late_ms = (publish_ns - newest_ns) / 1e6
             reason = f"every action step was late at publication ({late_ms:.0f} ms after the obs)"
             return ActOutcome(None, reason, POLICY_OUTPUT, **timing)
-        self.committed = TimedChunk(horizon_first_ns, period, prediction.chunk)
+        shift_ns = plan_start_ns - newest_ns
+        self.committed = TimedChunk(horizon_first_ns + shift_ns, period, prediction.chunk)
         held_rows = 0 if held is None else int(np.sum(held.weights >= 1.0))
-        return ActOutcome(chunk, observation_stamp_ns=newest_ns, held_rows=held_rows, **timing)
+        return ActOutcome(
+            chunk,
+            observation_stamp_ns=newest_ns,
+            plan_start_ns=plan_start_ns,
+            held_rows=held_rows,
+            **timing,
+        )
+
+    def _at_rest_since(self, instant_ns: int) -> bool:
+        """No chunk of ours had a row left to play at `instant_ns`: the robot held still."""
+        committed = self.committed
+        return committed is None or committed.stamp_of(len(committed.rows) - 1) < instant_ns
 
     def _held_actions(self, horizon_first_ns: int, start_ns: int):
         """What the new chunk must continue (None: continuation off or nothing to continue)."""

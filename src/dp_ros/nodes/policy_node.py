@@ -338,7 +338,8 @@ class PolicyNode(LifecycleNode):
 
     def _next_start(self, outcome: ActOutcome, core: ActingCore) -> int:
         """When to start the next inference: its chunk should land as the current one has
-        executed its Ta steps (counted from the observation it was conditioned on).
+        executed its Ta steps (counted from its plan's start: the observation it was
+        conditioned on, or later for a chunk that started from rest).
 
         The lead is the last inference's duration on the node's clock (simulated time advances
         only per step, so it reads whole steps) in whole steps, plus `replan_lead_steps`. When
@@ -348,7 +349,7 @@ class PolicyNode(LifecycleNode):
         inference_steps = -(-self._latency_on_clock_ns // period)  # ceil
         lead_ns = (inference_steps + self.config.replan_lead_steps) * period
         budget_ns = core.executed_steps * period
-        return outcome.observation_stamp_ns + budget_ns - lead_ns
+        return outcome.plan_start_ns + budget_ns - lead_ns
 
     def _publish(self, outcome: ActOutcome) -> None:
         msg = conv.timed_chunk_to_msg(
