@@ -96,23 +96,38 @@ for export_file in "$VENV"/share/*/cmake/export_*__rosidl_generator_pyExport.cma
 done
 note "$fixed file(s) repointed"
 
-step "build dp_msgs into the venv prefix"
-msgs_hash="$(inputs_hash "$ROOT"/src/dp_msgs/CMakeLists.txt "$ROOT"/src/dp_msgs/package.xml \
-    "$ROOT"/src/dp_msgs/msg/* "$ROOT"/src/dp_msgs/srv/*)"
-if is_current dp_msgs "$msgs_hash" && "$PY" -c 'import dp_msgs.msg' 2>/dev/null; then
-    note "up to date"
-else
-    build_dir="$ROOT/build/setup/dp_msgs"
+# build_interfaces NAME SOURCE_DIR: an interface package (CMake + rosidl) into the venv prefix,
+# rebuilt when its definitions change.
+build_interfaces() {
+    local name="$1" source="$2"
+    local hash build_dir
+    hash="$(inputs_hash "$source"/CMakeLists.txt "$source"/package.xml \
+        $(find "$source" -name '*.msg' -o -name '*.srv' -o -name '*.action' | sort))"
+    if is_current "$name" "$hash" && "$PY" -c "import $name" 2>/dev/null; then
+        note "up to date"
+        return
+    fi
+    build_dir="$ROOT/build/setup/$name"
     rm -rf "$build_dir" && mkdir -p "$build_dir"
     (
         export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
-        cmake -S "$ROOT/src/dp_msgs" -B "$build_dir" -DCMAKE_INSTALL_PREFIX="$VENV" \
+        cmake -S "$source" -B "$build_dir" -DCMAKE_INSTALL_PREFIX="$VENV" \
             -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF >"$build_dir.log" 2>&1 &&
             cmake --build "$build_dir" -j"$(nproc)" >>"$build_dir.log" 2>&1 &&
             cmake --install "$build_dir" >>"$build_dir.log" 2>&1
     ) || { tail -n 40 "$build_dir.log" >&2; false; }
-    mark_done dp_msgs "$msgs_hash"
+    mark_done "$name" "$hash"
     note "installed (log: $build_dir.log)"
+}
+
+step "build dp_msgs into the venv prefix"
+build_interfaces dp_msgs "$ROOT/src/dp_msgs"
+
+step "control_msgs' GripperCommand (a stand-in, only where no control_msgs is installed)"
+if [ ! -f "$STAMPS/control_msgs" ] && "$PY" -c 'import control_msgs.action' 2>/dev/null; then
+    note "control_msgs is installed: using it"
+else
+    build_interfaces control_msgs "$ROOT/test/interfaces/control_msgs"
 fi
 
 step "install dp_ros (editable) with its console scripts"

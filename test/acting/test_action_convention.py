@@ -6,6 +6,7 @@ import pytest
 from dp_ros.acting.action_convention import (
     SIM_CONVENTION,
     ActionConvention,
+    GripperGoals,
     compose_pose,
     convention_from_metadata,
     delta_to_twist,
@@ -147,3 +148,11 @@ def test_parameters_override_the_checkpoint_and_a_gap_is_named():
         resolve_convention(None, translation_scale=0.02, rotation_type="rpy", frame="base")
     with pytest.raises(ValueError, match="parameter action_frame"):
         resolve_convention(None, 0.02, 0.1, "rpy", "")
+
+
+def test_gripper_goals_only_when_the_command_changes_between_open_and_closed():
+    goals = GripperGoals(open_position=0.04, closed_position=0.0)
+    sent = [goals.update(c) for c in (-1.0, -0.2, 0.0, 0.3, 1.0, 0.9, -0.5, -1.0)]
+    assert sent == [0.04, None, None, 0.0, None, None, 0.04, None]
+    goals.forget()  # e.g. the server was missing: the same state is sent again
+    assert goals.update(-1.0) == 0.04

@@ -236,3 +236,74 @@ def test_pose_mode_composes_each_row_with_the_pose_stamped_at_its_tick():
         angle = -0.01 * (index + 1)
         np.testing.assert_allclose(quat, [0, 0, np.sin(angle / 2), np.cos(angle / 2)], atol=1e-6)
     assert moved >= 4, process.output()  # the rest: late rows or unmatched poses, under load
+
+
+GRIPPER_SERVER = """
+import rclpy
+from rclpy.action import ActionServer
+from control_msgs.action import GripperCommand
+
+rclpy.init()
+node = rclpy.create_node("stand_in_gripper")
+
+def execute(goal_handle):
+    command = goal_handle.request.command
+    print(f"goal position={command.position:.3f} max_effort={command.max_effort:.1f}", flush=True)
+    goal_handle.succeed()
+    result = GripperCommand.Result()
+    result.position, result.reached_goal = command.position, True
+    return result
+
+server = ActionServer(node, GripperCommand, "/test_gripper/gripper_cmd", execute)
+print("serving", flush=True)
+rclpy.spin(node)
+"""
+
+
+def test_gripper_command_goals_follow_the_rows_open_and_closed():
+    """With gripper_action, a control_msgs/GripperCommand goal goes to the action server (a
+    stand-in in its own process) each time the commanded gripper changes between open and
+    closed: here open (the hold before any chunk), then closed, and nothing more."""
+    server = ChildProcess.python("-c", GRIPPER_SERVER, name="gripper_server")
+    process = ChildProcess.python(
+        "-m", "dp_ros.nodes.chunk_executor_node", "--ros-args",
+        "-r", "__node:=gripper_executor", "-p", "action_topic:=/gripper_test/action_chunk",
+        "-p", "twist_topic:=/gripper_test/twist", "-p", "gripper_topic:=''",
+        "-p", "gripper_action:=/test_gripper/gripper_cmd", "-p", "gripper_max_effort:=15.0",
+        "-p", "gripper_open_position:=0.04", "-p", "gripper_closed_position:=0.0",
+        "-p", "translation_scale:=0.05", "-p", "rotation_scale:=0.5",
+        "-p", "rotation_type:=axis_angle", "-p", "action_frame:=base",
+        "-p", "policy_status_topic:=''", "-p", "diagnostics_topic:=/gripper_test/diagnostics",
+        name="gripper_executor",
+    )  # fmt: skip
+    observer = GraphObserver("gripper_test_policy")
+    diagnostics: list[DiagnosticArray] = []
+    observer.node.create_subscription(
+        DiagnosticArray, "/gripper_test/diagnostics", diagnostics.append, 10
+    )
+    chunks = observer.node.create_publisher(ActionChunk, "/gripper_test/action_chunk", ACTION_QOS)
+    try:
+        server.wait_for("serving", timeout=60)
+        process.wait_for(lambda line: "twist commands at 20 Hz" in line, timeout=60)
+        server.wait_for(lambda line: "position=0.040" in line, timeout=60)  # the hold: open
+        rows = np.zeros((12, 7), np.float32)
+        rows[:, 6] = -1.0
+        rows[6:, 6] = 1.0  # open for six rows, then closed
+        observer.spin_until(lambda: chunks.get_subscription_count() > 0, timeout=30)
+        now = time.time_ns()
+        chunk = TimedChunk(now + 300_000_000, PERIOD_NS, rows)
+        chunks.publish(conv.timed_chunk_to_msg(chunk, now, 1))
+        server.wait_for(lambda line: "position=0.000" in line, timeout=30)
+        observer.spin_for(0.3 + 12 * 0.05 + 0.5)  # the rest of the chunk, then holds
+    finally:
+        observer.close()
+        process.stop()
+        server.kill()
+    lines = [line.split("] ", 1)[-1] for line in server.output().splitlines()]  # the prefix
+    goals = [line for line in lines if line.startswith("goal ")]
+    assert goals == [
+        "goal position=0.040 max_effort=15.0",
+        "goal position=0.000 max_effort=15.0",
+    ], server.output()
+    values = {v.key: v.value for v in diagnostics[-1].status[0].values}
+    assert values["gripper_goals"] == "2" and values["gripper_goals_rejected"] == "0", values

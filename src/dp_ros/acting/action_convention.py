@@ -249,6 +249,29 @@ def gripper_to_position(command: float, open_position: float, closed_position: f
     return open_position + fraction * (closed_position - open_position)
 
 
+class GripperGoals:
+    """The per-tick gripper action as goals for an action-based gripper (control_msgs'
+    GripperCommand): a goal only when the command crosses between open (<= 0) and closed
+    (> 0), since each goal restarts the gripper's motion; the first command always is one."""
+
+    def __init__(self, open_position: float, closed_position: float) -> None:
+        self.open_position = open_position
+        self.closed_position = closed_position
+        self.closed: bool | None = None
+
+    def update(self, command: float) -> float | None:
+        """The position of a new goal, or None when the gripper keeps its last one."""
+        closed = command > 0.0
+        if closed == self.closed:
+            return None
+        self.closed = closed
+        return self.closed_position if closed else self.open_position
+
+    def forget(self) -> None:
+        """The next command sends a goal whatever it is (e.g. after the server came back)."""
+        self.closed = None
+
+
 def position_to_gripper(position: float, open_position: float, closed_position: float) -> float:
     """Inverse of gripper_to_position, clipped to [-1, 1]."""
     span = closed_position - open_position

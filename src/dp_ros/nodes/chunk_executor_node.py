@@ -7,14 +7,16 @@ Out, once per control tick (`control_rate`, on the node's clock: simulated time 
 use_sim_time): `twist_topic` (geometry_msgs/TwistStamped: MoveIt Servo, Cartesian velocity
 controllers) or `pose_topic` (geometry_msgs/PoseStamped: Cartesian pose / impedance
 controllers), and the gripper position on `gripper_topic` (std_msgs/Float64MultiArray:
-ros2_control's forward_command_controller). `~/enable` (std_srvs/SetBool) starts and stops it;
+ros2_control's forward_command_controller) and/or as control_msgs/GripperCommand goals to
+`gripper_action` (a goal each time the command changes between open and closed).
+`~/enable` (std_srvs/SetBool) starts and stops it;
 `diagnostics_topic` (diagnostic_msgs/DiagnosticArray) reports its state and every counter.
 
 The logic (timing, conversions, limits, watchdog) is dp_ros.acting.chunk_executor; the action
 convention (scales, rotation encoding, frame) is the checkpoint's unless parameters override it.
 
-control_msgs/GripperCommand is not offered: no control_msgs wheel exists for this environment, so
-that path could not be built and tested here (README, "Run it on a robot").
+control_msgs comes with every ROS install; the PyPI wheels this project is tested with have none,
+so scripts/setup.sh builds its GripperCommand definitions (test/interfaces/control_msgs) there.
 """
 
 import sys
@@ -31,6 +33,7 @@ from dp_ros import conversions as conv
 from dp_ros.acting.action_convention import (
     ROTATION_TYPES,
     ActionConvention,
+    GripperGoals,
     convention_from_metadata,
     gripper_to_position,
     resolve_convention,
@@ -82,6 +85,12 @@ class ChunkExecutorConfig(NodeConfig):
     gripper_topic: str = param(
         "/gripper_controller/commands", "Float64MultiArray gripper output; empty: none."
     )
+    gripper_action: str = param(
+        "",
+        "control_msgs/GripperCommand action server (e.g. /gripper_controller/gripper_cmd); "
+        "a goal each time the command changes between open and closed; empty: none.",
+    )
+    gripper_max_effort: float = param(20.0, "max_effort of GripperCommand goals (N).", 0, 1e4)
     gripper_open_position: float = param(FRANKA_OPEN, "Gripper position for action -1.", -10, 10)
     gripper_closed_position: float = param(
         FRANKA_CLOSED, "Gripper position for action +1.", -10, 10
@@ -182,6 +191,7 @@ class ChunkExecutorNode(Node):
         self._diagnostics_pub = self.create_publisher(
             DiagnosticArray, cfg.diagnostics_topic, STATUS_QOS
         )
+        self._gripper_action = GripperActionOutput(self, cfg) if cfg.gripper_action else None
 
     def _make_subscriptions(self) -> None:
         cfg = self.config
@@ -267,6 +277,8 @@ class ChunkExecutorNode(Node):
                 command.gripper, cfg.gripper_open_position, cfg.gripper_closed_position
             )
             self._gripper_pub.publish(conv.positions_to_multi_array([position]))
+        if self._gripper_action is not None:
+            self._gripper_action.command(command.gripper)
 
     def _publish_diagnostics(self) -> None:
         core = self.core
@@ -282,6 +294,7 @@ class ChunkExecutorNode(Node):
             "pending_rows": core.player.pending_rows,
             "chunks_refused": self.chunks_refused,
             **core.counts,
+            **(self._gripper_action.counts if self._gripper_action else {}),
         }
         self._diagnostics_pub.publish(
             conv.diagnostic_array(self._now_ns(), self.get_name(), level, message, values)
@@ -289,6 +302,44 @@ class ChunkExecutorNode(Node):
 
 
 LIMIT_COUNTERS = ("workspace_hits", "linear_speed_hits", "angular_speed_hits")
+
+
+class GripperActionOutput:
+    """Goals to a control_msgs/GripperCommand action server, sent when the command toggles."""
+
+    def __init__(self, node: Node, cfg: ChunkExecutorConfig) -> None:
+        try:
+            from control_msgs.action import GripperCommand
+        except ImportError as error:
+            raise ValueError(
+                f"parameter gripper_action={cfg.gripper_action!r} needs control_msgs "
+                f"(ros-<distro>-control-msgs, or scripts/setup.sh here): {error}"
+            ) from error
+        from rclpy.action import ActionClient
+
+        self._goal_type = GripperCommand.Goal
+        self._client = ActionClient(node, GripperCommand, cfg.gripper_action)
+        self._goals = GripperGoals(cfg.gripper_open_position, cfg.gripper_closed_position)
+        self._max_effort = cfg.gripper_max_effort
+        self.counts = {"gripper_goals": 0, "gripper_goals_rejected": 0, "gripper_no_server": 0}
+
+    def command(self, gripper: float) -> None:
+        position = self._goals.update(gripper)
+        if position is None:
+            return
+        if not self._client.server_is_ready():
+            self.counts["gripper_no_server"] += 1
+            self._goals.forget()  # send it on a later tick, once the server is there
+            return
+        goal = self._goal_type()
+        goal.command.position = position
+        goal.command.max_effort = self._max_effort
+        self.counts["gripper_goals"] += 1
+        self._client.send_goal_async(goal).add_done_callback(self._on_goal_response)
+
+    def _on_goal_response(self, future) -> None:
+        if not future.result().accepted:
+            self.counts["gripper_goals_rejected"] += 1
 
 
 def main(args: list[str] | None = None) -> int:
