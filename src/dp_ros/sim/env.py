@@ -13,10 +13,28 @@ gripper (+1 closes). Control at 20 Hz. `reset(seed)` is reproducible: robosuite 
 placement and the robot's initial-pose noise from one generator, which is reseeded in place.
 """
 
+import importlib.util
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+def _name_bundled_glfw() -> None:
+    """robosuite imports mujoco.viewer (which we never open), and with it pyglfw, which probes
+    each candidate GLFW library in a `python -c` child process. A Ctrl-C during that probe ends
+    the node while the child still writes to the node's output: a BrokenPipeError traceback from
+    the child (seen in test_clean_stop under load). Naming pyglfw's bundled library, as its
+    PYGLFW_LIBRARY variable allows, skips the probe; a value set by the user wins."""
+    spec = importlib.util.find_spec("glfw")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return
+    bundled = os.path.join(spec.submodule_search_locations[0], "x11", "libglfw.so")
+    if os.path.isfile(bundled):
+        os.environ.setdefault("PYGLFW_LIBRARY", bundled)
+
+
+_name_bundled_glfw()
 
 import numpy as np  # noqa: E402
 
