@@ -117,10 +117,18 @@ class SimLikeFeed:
                 )
             )
 
-    def matched_subscribers(self) -> dict[str, int]:
-        """Subscriptions matched by each publisher the recorder listens to."""
-        publishers = {**self.pubs, "action": self.action_pub, "outcome": self.outcome_pub}
-        return {name: pub.get_subscription_count() for name, pub in publishers.items()}
+    def unreached_topics(self, node_name: str) -> list[str]:
+        """Topics of this feed that node `node_name` is not yet known to subscribe to, or that
+        no subscription is matched on. By name, not by a change in the match count: a recorder
+        stopped just before may still be counted while the new one is not yet."""
+        publishers = [*self.pubs.values(), self.action_pub, self.outcome_pub]
+        unreached = []
+        for pub in publishers:
+            infos = self.node.get_subscriptions_info_by_topic(pub.topic_name)
+            known = any(info.node_name == node_name for info in infos)
+            if not known or pub.get_subscription_count() == 0:
+                unreached.append(pub.topic_name)
+        return unreached
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -176,21 +184,18 @@ def start_recorder(store, name: str, *params: str, feed: "SimLikeFeed | None" = 
     feed publishes is not delivered to it; on an idle machine a test could otherwise start an
     episode before then and see the recorder refuse it for missing observations.
     """
-    before = feed.matched_subscribers() if feed else {}
     args = ["-m", "dp_ros.nodes.recorder_node", "--ros-args", "-r", f"__node:={name}"]
     for item in (f"store:={store}", *params):
         args += ["-p", item]
     process = ChildProcess.python(*args, name=name)
     process.wait_for(lambda line: "recording [" in line, timeout=60)
     if feed is not None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = feed.matched_subscribers()
-            if all(now[topic] > count for topic, count in before.items()):
-                break
+        deadline = time.monotonic() + 60
+        while unreached := feed.unreached_topics(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} never subscribed to the feed's {unreached}")
             time.sleep(0.05)
-        else:
-            raise TimeoutError(f"feed publishers never matched {name}: {before} -> {now}")
+        time.sleep(0.5)  # discovery seen here; give the match on the feed's side a moment
     return process
 
 
