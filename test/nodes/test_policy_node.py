@@ -63,6 +63,12 @@ class Observer(GraphObserver):
     def latest_status(self) -> PolicyStatus:
         return self.statuses[-1]
 
+    def bring_up(self, process: ChildProcess) -> None:
+        """Configure and activate the node (its output in the message if a step fails)."""
+        assert self.lifecycle.wait_for_services(60), process.output()
+        assert self.lifecycle.transition("configure"), process.output()
+        assert self.lifecycle.transition("activate"), process.output()
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -95,9 +101,7 @@ def acting(context, checkpoint):
     )
     observer = Observer(context)
     try:
-        assert observer.lifecycle.wait_for_services(60), process.output()
-        assert observer.lifecycle.transition("configure"), process.output()
-        assert observer.lifecycle.transition("activate"), process.output()
+        observer.bring_up(process)
         yield observer, feed, process
     finally:
         observer.close()
@@ -156,9 +160,7 @@ def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consisten
     )  # fmt: skip
     observer = Observer(context, name)
     try:
-        assert observer.lifecycle.wait_for_services(60)
-        assert observer.lifecycle.transition("configure")
-        assert observer.lifecycle.transition("activate")
+        observer.bring_up(process)
         assert observer.spin_until(lambda: len(observer.chunks) >= 7, timeout=60), process.output()
         messages = [msg for _, msg in observer.chunks]
         # The first chunk starts from rest: nothing was playing, so its plan starts when it
@@ -295,9 +297,7 @@ def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpo
     )
     observer = Observer(context, "jumping_policy")
     try:
-        assert observer.lifecycle.wait_for_services(60), process.output()
-        assert observer.lifecycle.transition("configure"), process.output()
-        assert observer.lifecycle.transition("activate"), process.output()
+        observer.bring_up(process)
         assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
         jump_ns = 100 * 1_000_000_000
         before_jump_ns = time.time_ns()
@@ -329,9 +329,7 @@ def test_decompression_bomb_is_refused_from_its_header_and_acting_resumes(contex
     )
     observer = Observer(context, "compressed_policy")
     try:
-        assert observer.lifecycle.wait_for_services(60), process.output()
-        assert observer.lifecycle.transition("configure"), process.output()
-        assert observer.lifecycle.transition("activate"), process.output()
+        observer.bring_up(process)
         assert observer.spin_until(lambda: len(observer.chunks) >= 2, timeout=30), process.output()
         before_mb = resident_mb(process.process.pid, "VmHWM")  # the peak so far
         feed.set_faults(bomb=("agentview",))

@@ -69,21 +69,18 @@ def set_aside_previous_run(paths: RunPaths) -> None:
     """Move the previous run's files under paths.replaced. If an earlier overwrite never
     finished, .replaced_run already holds the last finished run: keep it, and delete the files
     of the unfinished run in front of it (the ones being overwritten)."""
-    keep_older = paths.replaced.is_dir()
-    if not keep_older and not any(path.exists() for path in paths.run_files()):
-        return
-    staging = paths.root / f".replacing-{os.getpid()}"
-    if not keep_older:
-        staging.mkdir()
-    for path in paths.run_files():
-        if not path.exists():
-            continue
-        if keep_older:
+    if paths.replaced.is_dir():
+        for path in paths.run_files():
             _remove(path)
-        else:
-            os.rename(path, staging / path.name)
-    if not keep_older:
-        os.rename(staging, paths.replaced)
+        return
+    present = [path for path in paths.run_files() if path.exists()]
+    if not present:
+        return
+    staging = paths.root / f".replacing-{os.getpid()}"  # renamed in whole: never half aside
+    staging.mkdir()
+    for path in present:
+        os.rename(path, staging / path.name)
+    os.rename(staging, paths.replaced)
 
 
 def restore_previous_run(paths: RunPaths) -> None:
