@@ -87,6 +87,18 @@ def start_policy_node(checkpoint, *extra: str, name: str = "policy_node") -> Chi
     return ChildProcess.python(*args, name="policy_node")
 
 
+def own_feed(context, prefix: str, **feed_options) -> tuple[RobotFeed, list[str]]:
+    """A stand-in robot on /<prefix>/... topics, and the node parameters that subscribe to them.
+
+    The module's `acting` feed keeps publishing on the default topics while other tests run: a
+    node fed by both sees two interleaved streams at different phases, and its consecutive
+    chunks then sit on grids up to half a step apart (seen in CI: the continuation test's chunks
+    compared one row off, gaps up to 1.2)."""
+    topics = {stream: f"/{prefix}{topic}" for stream, topic in DEFAULT_TOPICS.items()}
+    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, **feed_options)
+    return feed, [f"{stream}_topic:={topic}" for stream, topic in topics.items()]
+
+
 @pytest.fixture(scope="module")
 def acting(context, checkpoint):
     """A configured, active policy_node fed by a healthy robot."""
@@ -152,11 +164,11 @@ def test_forced_latency_drops_late_steps_and_continuation_keeps_chunks_consisten
     the observation's instant on) are never offered. With continuation the rows that execute
     during an inference are frozen to the current chunk's and the next ones guided towards
     them, so consecutive chunks agree where they overlap; from fresh noise they do not."""
-    feed = RobotFeed(context, rate_hz=1 / PERIOD_S)
     name = f"slow_policy_{continuation}"
+    feed, topic_parameters = own_feed(context, name)
     process = start_policy_node(
         checkpoint, "debug_inference_delay:=0.2", "exec_latency:=0.0",
-        f"continuation:={continuation}", name=name,
+        f"continuation:={continuation}", *topic_parameters, name=name,
     )  # fmt: skip
     observer = Observer(context, name)
     try:
@@ -287,13 +299,9 @@ def test_acts_again_on_healthy_input_without_a_reset(acting, case):
 
 def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpoint):
     # The robot is the clock (use_sim_time): a simulator restart or a bag loop sends it back.
-    topics = {stream: f"/jumping{topic}" for stream, topic in DEFAULT_TOPICS.items()}
-    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, publish_clock=True)
+    feed, topic_parameters = own_feed(context, "jumping", publish_clock=True)
     process = start_policy_node(
-        checkpoint,
-        "use_sim_time:=true",
-        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
-        name="jumping_policy",
+        checkpoint, "use_sim_time:=true", *topic_parameters, name="jumping_policy"
     )
     observer = Observer(context, "jumping_policy")
     try:
@@ -310,7 +318,7 @@ def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpo
             ),
             timeout=20,
         ), ([s.reason for s in observer.statuses[-3:]], process.output()[-2000:])
-        assert "clock jumped back" in process.output()
+        assert process.printed("clock jumped back", timeout=10), process.output()[-2000:]
     finally:
         observer.close()
         feed.close()
@@ -319,13 +327,9 @@ def test_clock_jumping_back_clears_histories_and_acting_resumes(context, checkpo
 
 @pytest.mark.slow  # a node of its own; conversions' unit tests cover the decoder in the suite
 def test_decompression_bomb_is_refused_from_its_header_and_acting_resumes(context, checkpoint):
-    topics = {stream: f"/compressed{topic}" for stream, topic in DEFAULT_TOPICS.items()}
-    feed = RobotFeed(context, rate_hz=1 / PERIOD_S, topics=topics, compressed=True)
+    feed, topic_parameters = own_feed(context, "compressed", compressed=True)
     process = start_policy_node(
-        checkpoint,
-        "compressed_images:=true",
-        *(f"{stream}_topic:={topic}" for stream, topic in topics.items()),
-        name="compressed_policy",
+        checkpoint, "compressed_images:=true", *topic_parameters, name="compressed_policy"
     )
     observer = Observer(context, "compressed_policy")
     try:
@@ -338,7 +342,7 @@ def test_decompression_bomb_is_refused_from_its_header_and_acting_resumes(contex
         ), observer.latest_status().reason
         observer.chunks.clear()
         observer.spin_for(1.5)
-        assert observer.chunks == [] and observer.latest_status().input == topics["agentview"]
+        assert observer.chunks == [] and observer.latest_status().input == feed.topics["agentview"]
         # Decoding one 10000x10000 frame would take 300 MB (the peak would show it).
         assert resident_mb(process.process.pid, "VmHWM") - before_mb < 100
         feed.set_faults()
@@ -380,7 +384,7 @@ def configure_refusal(context, checkpoint_dir, *extra: str) -> tuple[bool, str, 
 
         assert observer.spin_until(refused, timeout=10), [s.reason for s in observer.statuses]
         assert process.process.poll() is None, "policy_node died on a bad checkpoint"
-        assert "configure failed: " in process.output(), process.output()[-2000:]
+        assert process.printed("configure failed: ", timeout=10), process.output()[-2000:]
         return accepted, state, observer.latest_status()
     finally:
         observer.close()

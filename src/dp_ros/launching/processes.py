@@ -113,6 +113,18 @@ class ManagedProcess:
             if predicate(line):
                 return line
 
+    def printed(self, text: str, timeout: float) -> bool:
+        """Whether `text` appears in the output, already or within `timeout` seconds: a line
+        the child printed travels through a pipe and this reader thread, so it may lag what the
+        child sent over DDS at the same moment."""
+        if text in self.output():
+            return True
+        try:
+            self.wait_for(lambda line: text in line, timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def output(self) -> str:
         """Everything the process printed so far (drains the queue)."""
         while True:
@@ -126,7 +138,9 @@ class ManagedProcess:
 
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit on its own; its return code."""
-        return self.process.wait(timeout=timeout)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)  # so that output() holds its last lines
+        return code
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGINT (what Ctrl-C and launch send), then SIGKILL if it does not exit in time."""
@@ -137,6 +151,7 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)  # so that output() holds its last lines
         return self.process.returncode
 
     def kill(self) -> None:
