@@ -6,11 +6,48 @@ import copy
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from torch import nn
 
 from dp_ros.policy.config import NoiseConfig
 
-Scheduler = DDPMScheduler | DDIMScheduler
+
+class ScheduleExactDDIM(DDIMScheduler):
+    """Deterministic DDIM whose every update lands on the timestep the schedule evaluates next.
+
+    diffusers' DDIM step always moves from t to t - N // n (N training steps, n sampling steps),
+    but the trailing schedule's gaps are N / n rounded: 6 or 7 for 16 of 100 steps, so 4 of the
+    16 updates (87 -> 81, 68 -> 62, 37 -> 31, 18 -> 12) landed one step away from the timestep
+    the next evaluation was told (80, 61, 30, 11), and 4 of 8 steps' 8. Here an update goes to
+    the schedule's next timestep (after the last: the clean sample), as diffusers' DDPM already
+    does. Where every gap is N // n (4, 2 or 1 of 100 steps), diffusers' own step runs unchanged.
+    """
+
+    def step(self, model_output, timestep, sample, eta: float = 0.0, **kwargs):
+        if eta != 0.0:
+            raise ValueError(f"eta={eta}: this sampler is deterministic DDIM (eta = 0)")
+        output = super().step(model_output, timestep, sample, **kwargs)
+        t = int(timestep)
+        target = self._next_evaluated(t)
+        if target == t - self.config.num_train_timesteps // self.num_inference_steps:
+            return output
+        alpha_t = self.alphas_cumprod[t]
+        alpha_next = self.alphas_cumprod[target] if target >= 0 else self.final_alpha_cumprod
+        if self.config.prediction_type == "epsilon":
+            noise = model_output
+        else:  # "sample": the noise that model_output implies, as diffusers derives it
+            noise = (sample - alpha_t**0.5 * model_output) / (1 - alpha_t) ** 0.5
+        clean = output.pred_original_sample  # clipped as configured
+        landed = alpha_next**0.5 * clean + (1 - alpha_next) ** 0.5 * noise
+        return DDIMSchedulerOutput(prev_sample=landed, pred_original_sample=clean)
+
+    def _next_evaluated(self, timestep: int) -> int:
+        """The timestep evaluated after `timestep`, or -1 after the last."""
+        later = [int(t) for t in self.timesteps if int(t) < timestep]
+        return max(later) if later else -1
+
+
+Scheduler = DDPMScheduler | ScheduleExactDDIM
 
 
 def _schedule_kwargs(noise: NoiseConfig) -> dict:
@@ -38,7 +75,7 @@ def make_sampler(noise: NoiseConfig, name: str) -> Scheduler:
         return DDPMScheduler(**_schedule_kwargs(noise), variance_type="fixed_small")
     if name == "ddim":
         # alpha at the final step is 1: the last DDIM step lands exactly on the clean sample.
-        return DDIMScheduler(**_schedule_kwargs(noise), set_alpha_to_one=True)
+        return ScheduleExactDDIM(**_schedule_kwargs(noise), set_alpha_to_one=True)
     raise ValueError(f"sampler name={name!r} is invalid: must be one of ['ddpm', 'ddim']")
 
 
