@@ -14,14 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_ros.keys import EEF_POS, OBJECT_STATE
+from dp_ros.sim.expert_commands import CLOSE, OPEN, check_expert_options, translation_command
 
-OPEN, CLOSE = -1.0, 1.0
-POSITION_SCALE = 0.05  # OSC_POSE: an action of 1 asks for 5 cm in one control step
 # Where each task's object position sits in robosuite's object-state vector (verified in tests).
 OBJECT_POS_SLICE = {"lift": slice(0, 3), "can": slice(7, 10)}
 # PickPlaceCan's target: the can's quadrant of bin 2 (env.target_bin_placements[3]; fixed).
 CAN_TARGET = np.array([0.1975, 0.4025, 0.8])
-MODES = ("default", "multimodal")
 
 
 @dataclass
@@ -44,10 +42,7 @@ class Expert:
             raise ValueError(
                 f"no scripted expert for task {task!r}; have {sorted(OBJECT_POS_SLICE)}"
             )
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: must be one of {MODES}")
-        if noise < 0:
-            raise ValueError(f"noise={noise}: must be >= 0")
+        check_expert_options(mode, noise)
         self.task = task
         self.noise = noise
         self.mode = mode
@@ -96,11 +91,10 @@ class Expert:
         return close or self._steps_in_waypoint >= waypoint.max_steps
 
     def _command(self, waypoint: Waypoint, eef: np.ndarray) -> np.ndarray:
-        translation = (waypoint.target - eef) / POSITION_SCALE
-        if self.noise:
-            translation = translation + self.rng.normal(0.0, self.noise, 3)
         action = np.zeros(7, dtype=np.float32)
-        action[:3] = np.clip(translation, -self.max_speed, self.max_speed)
+        action[:3] = translation_command(
+            waypoint.target, eef, self.max_speed, self.noise, self.rng
+        )
         action[6] = waypoint.gripper
         return action
 

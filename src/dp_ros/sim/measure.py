@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from dp_ros.sim.env import TASKS, SimEnv
-from dp_ros.sim.experts import MODES, make_expert
+from dp_ros.sim.expert_commands import MODES
+from dp_ros.sim.experts import make_expert
 
 # name -> SimEnv arguments of the render settings `speed` compares
 RENDER_SETTINGS = {
