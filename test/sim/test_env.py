@@ -13,6 +13,7 @@ from dp_ros.keys import (
 )
 from dp_ros.sim.env import SimEnv
 from dp_ros.sim.experts import CAN_TARGET, OBJECT_POS_SLICE
+from dp_ros.sim.square_expert import NUT_POS_SLICE, NUT_QUAT_SLICE, PEG_TOP_Z, SQUARE_PEG_XY
 
 pytestmark = pytest.mark.sim
 OBJECT_SIZES = {"lift": 10, "can": 14, "square": 14}
@@ -69,7 +70,7 @@ def test_seeded_reset_is_reproducible_and_seeds_differ(task):
         env.close()
 
 
-def test_expert_object_slices_and_can_target_match_the_simulator():
+def test_expert_object_slices_and_targets_match_the_simulator():
     lift = SimEnv("lift", cameras=False)
     try:
         obs, raw = lift.reset(seed=2), lift.raw_env
@@ -87,6 +88,20 @@ def test_expert_object_slices_and_can_target_match_the_simulator():
         np.testing.assert_allclose(raw.target_bin_placements[raw.object_to_id["can"]], CAN_TARGET)
     finally:
         can.close()
+    square = SimEnv("square", cameras=False)
+    try:
+        obs, raw = square.reset(seed=2), square.raw_env
+        nut = raw.obj_body_id["SquareNut"]
+        state = obs[OBJECT_STATE]
+        np.testing.assert_allclose(state[NUT_POS_SLICE], raw.sim.data.body_xpos[nut], atol=1e-5)
+        wxyz = raw.sim.data.body_xquat[nut]
+        np.testing.assert_allclose(state[NUT_QUAT_SLICE], [*wxyz[1:], wxyz[0]], atol=1e-5)
+        peg = raw.sim.data.body_xpos[raw.peg1_body_id]
+        np.testing.assert_allclose(peg[:2], SQUARE_PEG_XY)
+        peg_half_height = raw.sim.model.geom_size[raw.sim.model.body_geomadr[raw.peg1_body_id]][2]
+        assert peg[2] + peg_half_height == pytest.approx(PEG_TOP_Z)
+    finally:
+        square.close()
 
 
 def test_bad_arguments_are_refused():

@@ -1,4 +1,6 @@
-"""Scripted demonstrators for Lift and PickPlaceCan: state in, teleoperator-like 7-D actions out.
+"""Scripted demonstrators for Lift, PickPlaceCan and NutAssemblySquare: state in, teleoperator-
+like 7-D actions out (`make_expert`). Lift and Can are waypoint experts, defined here; Square,
+which must also turn the gripper, has a module of its own (dp_ros.sim.square_expert).
 
 An expert reads only the observation dict (end-effector pose, gripper, object state), exactly what
 the simulator publishes, and drives the end effector through a sequence of waypoints with a
@@ -14,14 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_ros.keys import EEF_POS, OBJECT_STATE
+from dp_ros.sim.expert_commands import CLOSE, OPEN, check_expert_options, translation_command
+from dp_ros.sim.square_expert import SquareExpert
 
-OPEN, CLOSE = -1.0, 1.0
-POSITION_SCALE = 0.05  # OSC_POSE: an action of 1 asks for 5 cm in one control step
-# Where each task's object position sits in robosuite's object-state vector (verified in tests).
+# Where the waypoint tasks' object position sits in robosuite's object-state vector (verified
+# in tests); Square's layout is in dp_ros.sim.square_expert.
 OBJECT_POS_SLICE = {"lift": slice(0, 3), "can": slice(7, 10)}
 # PickPlaceCan's target: the can's quadrant of bin 2 (env.target_bin_placements[3]; fixed).
 CAN_TARGET = np.array([0.1975, 0.4025, 0.8])
-MODES = ("default", "multimodal")
+EXPERT_TASKS = ("lift", "can", "square")
 
 
 @dataclass
@@ -42,12 +45,9 @@ class Expert:
     def __init__(self, task: str, seed: int, noise: float, mode: str, max_speed: float) -> None:
         if task not in OBJECT_POS_SLICE:
             raise ValueError(
-                f"no scripted expert for task {task!r}; have {sorted(OBJECT_POS_SLICE)}"
+                f"no waypoint expert for task {task!r}; have {sorted(OBJECT_POS_SLICE)}"
             )
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: must be one of {MODES}")
-        if noise < 0:
-            raise ValueError(f"noise={noise}: must be >= 0")
+        check_expert_options(mode, noise)
         self.task = task
         self.noise = noise
         self.mode = mode
@@ -96,11 +96,10 @@ class Expert:
         return close or self._steps_in_waypoint >= waypoint.max_steps
 
     def _command(self, waypoint: Waypoint, eef: np.ndarray) -> np.ndarray:
-        translation = (waypoint.target - eef) / POSITION_SCALE
-        if self.noise:
-            translation = translation + self.rng.normal(0.0, self.noise, 3)
         action = np.zeros(7, dtype=np.float32)
-        action[:3] = np.clip(translation, -self.max_speed, self.max_speed)
+        action[:3] = translation_command(
+            waypoint.target, eef, self.max_speed, self.noise, self.rng
+        )
         action[6] = waypoint.gripper
         return action
 
@@ -148,6 +147,11 @@ def plan_can(can: np.ndarray, side: float, mode: str) -> tuple[list[Waypoint], s
 
 def make_expert(
     task: str, seed: int = 0, noise: float = 0.0, mode: str = "default", max_speed: float = 0.8
-) -> Expert:
-    """A scripted demonstrator for `task` ("lift" or "can"); `seed` drives noise and routes."""
+) -> Expert | SquareExpert:
+    """A scripted demonstrator for `task` ("lift", "can" or "square"); `seed` drives noise and
+    routes. Each has `reset(observation)`, `act(observation) -> (7,) float32`, `mode_label`."""
+    if task not in EXPERT_TASKS:
+        raise ValueError(f"no scripted expert for task {task!r}; have {list(EXPERT_TASKS)}")
+    if task == "square":
+        return SquareExpert(seed, noise, mode, max_speed)
     return Expert(task, seed, noise, mode, max_speed)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from dp_ros.sim.env import TASKS, SimEnv
-from dp_ros.sim.experts import MODES, make_expert
+from dp_ros.sim.expert_commands import MODES
+from dp_ros.sim.experts import EXPERT_TASKS, make_expert
 
 # name -> SimEnv arguments of the render settings `speed` compares
 RENDER_SETTINGS = {
@@ -64,6 +65,7 @@ def expert_success(
         "successes": episodes - len(failed),
         "success_rate": (episodes - len(failed)) / episodes,
         "mean_steps": float(np.mean(lengths)),
+        "median_steps": float(np.median(lengths)),
         "max_steps": int(np.max(lengths)),
         "routes": dict(routes),
         "failed_seeds": failed,
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     experts = commands.add_parser("experts", help="scripted expert success over seeds")
-    experts.add_argument("--task", required=True, choices=["lift", "can"])
+    experts.add_argument("--task", required=True, choices=EXPERT_TASKS)
     experts.add_argument("--episodes", type=int, default=50)
     experts.add_argument("--first-seed", type=int, default=0)
     experts.add_argument("--mode", choices=MODES, default="default")
