@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -26,7 +28,13 @@ from dp_ros.policy.random_inputs import random_batch, random_obs, random_stats
 from dp_ros.policy.shape_meta import image_shape_meta
 from dp_ros.policy.transformer import TransformerDenoiser, memory_mask
 from dp_ros.policy.unet import ConditionalUnet1D
-from dp_ros.policy.vision import ObsEncoder, ResNet18Trunk, SpatialSoftmax, crop_images
+from dp_ros.policy.vision import (
+    ImageEncoder,
+    ObsEncoder,
+    ResNet18Trunk,
+    SpatialSoftmax,
+    crop_images,
+)
 
 # torchvision's resnet18 has 11,689,512 parameters; its fc head has 512*1000 + 1000.
 RESNET18_WITHOUT_HEAD = 11_689_512 - 513_000
@@ -55,6 +63,43 @@ def test_spatial_softmax_finds_the_peak():
     keypoints = pool(features)
     assert keypoints.shape == (1, 2)
     assert torch.allclose(keypoints, torch.tensor([[-1.0, 1.0]]), atol=1e-4)
+
+
+def test_reference_image_range_and_projection_relu():
+    """image_range "symmetric" is the unit-range encoder fed 2x - 1 (same weights);
+    projection_relu clips the same projection at 0 and adds no weights."""
+    base = EncoderConfig(width=16, num_keypoints=4, feature_dim=8, crop_shape=None)
+    torch.manual_seed(0)
+    unit = ImageEncoder(3, base).eval()
+    variants = {
+        name: ImageEncoder(3, dataclasses.replace(base, **change)).eval()
+        for name, change in {
+            "symmetric": {"image_range": "symmetric"},
+            "relu": {"projection_relu": True},
+        }.items()
+    }
+    for encoder in variants.values():
+        encoder.load_state_dict(unit.state_dict())  # strict: the same tensors exist
+    images = torch.rand(2, 3, 84, 84)  # 3x3 keypoint maps (a 1x1 map pins them at 0)
+    with torch.no_grad():
+        plain = unit(images)
+        assert torch.allclose(variants["symmetric"](images), unit(images * 2 - 1), atol=1e-6)
+        assert not torch.allclose(variants["symmetric"](images), plain)
+        assert (plain < 0).any()
+        assert torch.equal(variants["relu"](images), plain.clamp(min=0.0))
+
+
+def test_encoder_options_are_validated_and_default_to_the_original_encoder():
+    with pytest.raises(ValueError, match="image_range"):
+        EncoderConfig(image_range="pixels")
+    with pytest.raises(ValueError, match="projection_relu"):
+        EncoderConfig(projection_relu="yes")
+    # A config written before the fields existed: the original encoder.
+    old = tiny_config(image_shape_meta()).to_dict()
+    for name in ("image_range", "projection_relu"):
+        del old["encoder"][name]
+    encoder = PolicyConfig.from_dict(old).encoder
+    assert (encoder.image_range, encoder.projection_relu) == ("unit", False)
 
 
 def test_crop_random_in_training_centre_in_eval():

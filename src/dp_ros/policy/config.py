@@ -40,6 +40,7 @@ SAMPLERS_OF_OBJECTIVE = {
     "consistency": ("consistency",),
 }
 BACKBONES = ("resnet18",)
+IMAGE_RANGES = ("unit", "symmetric")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 PREDICTION_TYPES = ("epsilon", "sample")
 
@@ -62,6 +63,10 @@ class EncoderConfig:
     parameters); smaller widths make CPU tests and CPU training feasible.
     ``crop_shape`` (H, W) is the random-crop size in training and the centre-crop size in
     evaluation; None disables cropping.
+    ``image_range``: pixels enter the trunk in [0, 1] ("unit") or [-1, 1] ("symmetric", the
+    reference implementation's). ``projection_relu``: a ReLU after each camera's projection,
+    as robomimic's encoder (the paper's) has. The defaults are this project's original choices,
+    so checkpoints written before these fields existed load unchanged.
     """
 
     backbone: str = "resnet18"
@@ -70,6 +75,8 @@ class EncoderConfig:
     num_keypoints: int = 32
     feature_dim: int = 64
     crop_shape: tuple[int, int] | None = (76, 76)
+    image_range: str = "unit"
+    projection_relu: bool = False
 
     def __post_init__(self) -> None:
         owner = "EncoderConfig"
@@ -83,6 +90,8 @@ class EncoderConfig:
             "must be a positive multiple of 16",
         )
         require(isinstance(self.share_rgb_model, bool), owner, "share_rgb_model", None, "bool")
+        choice(owner, "image_range", self.image_range, IMAGE_RANGES)
+        require(isinstance(self.projection_relu, bool), owner, "projection_relu", None, "bool")
         positive_int(owner, "num_keypoints", self.num_keypoints)
         positive_int(owner, "feature_dim", self.feature_dim)
         if self.crop_shape is not None:

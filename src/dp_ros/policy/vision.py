@@ -126,19 +126,26 @@ def crop_images(
 
 
 class ImageEncoder(nn.Module):
-    """One camera's image (N, C, H, W) float [0, 1] -> feature (N, feature_dim)."""
+    """One camera's image (N, C, H, W) float [0, 1] -> feature (N, feature_dim).
+
+    ``EncoderConfig.image_range`` and ``projection_relu`` select the reference implementation's
+    input range and output activation (see EncoderConfig)."""
 
     def __init__(self, in_channels: int, cfg: EncoderConfig) -> None:
         super().__init__()
         self.crop_shape = cfg.crop_shape
+        self.symmetric = cfg.image_range == "symmetric"
         self.trunk = ResNet18Trunk(in_channels, cfg.width)
         self.pool = SpatialSoftmax(self.trunk.out_channels, cfg.num_keypoints)
         self.project = nn.Linear(2 * cfg.num_keypoints, cfg.feature_dim)
+        self.activation = nn.ReLU() if cfg.projection_relu else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.crop_shape is not None:
             images = crop_images(images, self.crop_shape, random=self.training)
-        return self.project(self.pool(self.trunk(images)))
+        if self.symmetric:
+            images = images * 2.0 - 1.0
+        return self.activation(self.project(self.pool(self.trunk(images))))
 
 
 class ObsEncoder(nn.Module):
