@@ -27,6 +27,7 @@ from dp_ros.testing.processes import ChildProcess
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.05
 P_NS = round(PERIOD_S * 1e9)
+MARKER_TOPIC = "/recorder/episode_marker"  # recorder_node's default marker_topic
 
 
 def step_values(step: int) -> dict[str, np.ndarray]:
@@ -145,9 +146,19 @@ class RecorderClient:
         self.stop_client = self.node.create_client(StopEpisode, f"/{name}/stop")
         self.discard_client = self.node.create_client(Trigger, f"/{name}/discard")
         self.markers: list[EpisodeOutcome] = []
-        self.node.create_subscription(
-            EpisodeOutcome, "/recorder/episode_marker", self.markers.append, EVENT_QOS
-        )
+        self.node.create_subscription(EpisodeOutcome, MARKER_TOPIC, self.markers.append, EVENT_QOS)
+
+    def wait_for_marker_publisher(self, recorder: str, timeout: float = 30.0) -> None:
+        """Markers are volatile: one sent before DDS has matched the recorder's publisher with
+        this subscription is lost (seen in a clean-clone run under load: the first "start"
+        missing). Wait until the graph shows `recorder` publishing them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            publishers = self.node.get_publishers_info_by_topic(MARKER_TOPIC)
+            if any(info.node_name == recorder for info in publishers):
+                return
+            self.spin_for(0.1)
+        raise AssertionError(f"{recorder} not seen publishing {MARKER_TOPIC} in {timeout}s")
 
     def call(self, client, request, timeout: float = 60.0):
         assert client.wait_for_service(timeout_sec=timeout), client.srv_name
@@ -224,6 +235,7 @@ def test_start_stop_records_aligned_episodes_and_sigkill_keeps_finished_ones(
     process = start_recorder(store_path, "recorder_a", feed=feed)
     client = RecorderClient(context, "recorder_a")
     try:
+        client.wait_for_marker_publisher("recorder_a")
         for expected_index in (0, 1):
             before_start = feed.step
             started = client.start()
@@ -361,6 +373,7 @@ def test_seeds_are_stored_no_episode_spans_a_reset_and_a_second_run_skips_stored
     process = start_recorder(store_path, "recorder_d", *common, reset, "source:=kb", feed=feed)
     try:
         wait_for_outcome_subscriber(feed, client)
+        client.wait_for_marker_publisher("recorder_d")
         feed.end_episode(False, "reset", next_seed=5)  # the sim's scene is now seed 5
         client.spin_for(0.4)
         assert client.start().success
