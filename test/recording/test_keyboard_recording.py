@@ -23,7 +23,10 @@ class PtyTeleop:
 
     def __init__(self, log_path) -> None:
         self.master, slave = pty.openpty()
-        self.log = open(log_path, "w+")
+        # Append mode: the child's stdout shares this file's offset, so without O_APPEND a line
+        # it writes while text() has seeked to 0 lands at the start of the file, over older
+        # lines, where press() never looks (seen under load: "is already recorded" at offset 0).
+        self.log = open(log_path, "a+")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update(isolation_environment(env))
         args = [sys.executable, "-m", "dp_ros.nodes.teleop_node", "--ros-args"]
