@@ -84,7 +84,7 @@ class CommandListener:
 def test_keyboard_teleop_through_a_pty_publishes_the_expected_commands(context, tmp_path):
     topic = "/pty_test/command"
     master, slave = pty.openpty()
-    log = open(tmp_path / "teleop.log", "w+")
+    log = open(tmp_path / "teleop.log", "a+")  # O_APPEND: the child shares the offset
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.update(isolation_environment(env))
     args = [sys.executable, "-m", "dp_ros.nodes.teleop_node", "--ros-args"]
