@@ -22,6 +22,7 @@ from dp_ros.policy.config import (
     ShapeMeta,
     UnetConfig,
 )
+from dp_ros.policy.consistency import bank_starts
 from dp_ros.policy.policy import make_policy
 
 POSITION = "point_pos"  # the synthetic task's only observation: the 2-D point
@@ -208,10 +209,18 @@ def student(trained):
     student = make_policy(small_config("consistency"), stats_of(demos))
     student.load_state_dict(teacher.state_dict())  # students start from their teacher
 
+    settings = student.config.consistency
+    starts = bank_starts(settings.bank_noises, settings.teacher_steps, settings.first_step_share)
+    solutions = teacher.consistency_targets(
+        {POSITION: obs}, action, starts, settings.teacher_steps, torch.Generator().manual_seed(3)
+    )  # entry s * len(obs) + b is window b
+
     def consistency_loss(generator):
-        index = torch.randint(0, len(obs), (BATCH,), generator=generator)
-        batch = {"obs": {POSITION: obs[index]}, "action": action[index]}
-        return student.compute_loss(batch, teacher=teacher)
+        entry = torch.randint(0, len(solutions["start"]), (BATCH,), generator=generator)
+        index = entry % len(obs)
+        teacher_part = {name: value[entry] for name, value in solutions.items()}
+        batch = {"obs": {POSITION: obs[index]}, "action": action[index], "teacher": teacher_part}
+        return student.compute_loss(batch)
 
     train(consistency_loss, student.parameters(), seed=2, steps=STUDENT_STEPS)
     return student.eval()

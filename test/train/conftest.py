@@ -10,6 +10,7 @@ import torch
 from dp_ros.data.synthetic import write_synthetic_store
 from dp_ros.keys import AGENTVIEW_IMAGE, EEF_POS, OBJECT_STATE
 from dp_ros.train.config import TrainConfig
+from dp_ros.train.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +65,15 @@ def tiny_train_config(store, out_dir, **overrides) -> TrainConfig:
 def make_config():
     """`make_config(store, out_dir, training__epochs=3, ...)` -> TrainConfig."""
     return tiny_train_config
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, low_dim_store):
+    """A tiny diffusion policy trained for 2 epochs with a DDIM-4 sampler (a student's grid)."""
+    out = tmp_path_factory.mktemp("teacher")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    sampler = {"name": "ddim", "num_inference_steps": 4}
+    Trainer(tiny_train_config(low_dim_store, out, policy__sampler=sampler)).run()
+    torch.set_num_threads(threads)
+    return out / "checkpoints" / "last"

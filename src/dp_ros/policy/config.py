@@ -235,17 +235,21 @@ class ConsistencyConfig:
 
     ``teacher``: the teacher's checkpoint directory (read by the trainer only; kept here as the
     student's provenance). ``teacher_steps``: DDIM steps of the teacher's ODE, which are also
-    the student's time grid (its chained steps are taken from it). ``first_step_share``: share
-    of training batches that start from pure noise (what one-step sampling sees).
+    the student's time grid (its chained steps are taken from it). ``bank_noises``: teacher
+    solutions computed per training window before training (dp_ros.train.teacher_bank);
+    ``first_step_share``: share of them that start from pure noise (what one-step sampling
+    sees), the rest start from data noised to the chained steps' grid points.
     """
 
     teacher: str = ""
     teacher_steps: int = 16
     first_step_share: float = 0.5
+    bank_noises: int = 8
 
     def __post_init__(self) -> None:
         owner = "ConsistencyConfig"
         positive_int(owner, "teacher_steps", self.teacher_steps)
+        positive_int(owner, "bank_noises", self.bank_noises)
         require(
             0.0 <= self.first_step_share <= 1.0,
             owner,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dp_ros.policy.config import SAMPLERS_OF_OBJECTIVE, PolicyConfig
-from dp_ros.policy.consistency import chain_indices, pick_start_index
+from dp_ros.policy.consistency import chain_indices, consistency_input
 from dp_ros.policy.normalizer import Normalizer, Stats
 from dp_ros.policy.schedulers import make_sampler, make_train_scheduler
 from dp_ros.policy.transformer import TransformerDenoiser
@@ -128,11 +128,10 @@ class DiffusionPolicy(nn.Module):
             return features.reshape(features.shape[0], -1)
         return features
 
-    def compute_loss(
-        self, batch: Mapping[str, object], teacher: DiffusionPolicy | None = None
-    ) -> torch.Tensor:
+    def compute_loss(self, batch: Mapping[str, object]) -> torch.Tensor:
         """Epsilon-prediction MSE for one batch (the regression baseline: action MSE; a
-        consistency student: MSE to ``teacher``'s DDIM solution); a scalar tensor."""
+        consistency student: MSE to the teacher's DDIM solutions the batch carries under
+        ``teacher``, see ``consistency_targets``); a scalar tensor."""
         obs = batch["obs"]
         action = batch["action"]
         assert isinstance(obs, Mapping) and isinstance(action, torch.Tensor)
@@ -141,7 +140,7 @@ class DiffusionPolicy(nn.Module):
         if self.config.objective == "regression":
             return F.mse_loss(self._regress(cond).float(), target_action)
         if self.config.objective == "consistency":
-            return self._consistency_loss(obs, cond, target_action, teacher)
+            return self._consistency_loss(cond, batch.get("teacher"))
         B = target_action.shape[0]
         noise = torch.randn_like(target_action)
         steps = torch.randint(
@@ -155,31 +154,43 @@ class DiffusionPolicy(nn.Module):
             target = target_action
         return F.mse_loss(prediction.float(), target)
 
-    def _consistency_loss(
+    def _consistency_loss(self, cond: torch.Tensor, teacher: object) -> torch.Tensor:
+        """MSE between the student's one-step predictions from the noisy chunks and the
+        teacher's DDIM solutions from the same chunks (``dp_ros.policy.consistency``)."""
+        if not isinstance(teacher, Mapping):
+            raise ValueError(
+                "objective 'consistency' trains on its teacher's solutions: the batch needs "
+                "'teacher' = {'start', 'noisy', 'solution'} (dp_ros.train.teacher_bank)"
+            )
+        grid = self.ddim_grid(self.config.consistency.teacher_steps, cond.device)
+        timesteps = grid[teacher["start"].to(cond.device)]  # (B,): batches mix start points
+        prediction = self.denoiser(teacher["noisy"], timesteps, cond)
+        return F.mse_loss(prediction.float(), teacher["solution"].float())
+
+    @torch.no_grad()
+    def consistency_targets(
         self,
         obs: Mapping[str, torch.Tensor],
-        cond: torch.Tensor,
-        clean: torch.Tensor,
-        teacher: DiffusionPolicy | None,
-    ) -> torch.Tensor:
-        """MSE between the student's one-step prediction and the teacher's DDIM solution from
-        the same noisy chunk (``dp_ros.policy.consistency``)."""
-        if teacher is None:
-            raise ValueError(
-                "objective 'consistency' trains against a teacher: pass compute_loss(teacher=)"
-            )
-        settings = self.config.consistency
-        grid = self.ddim_grid(settings.teacher_steps, clean.device)
-        start = pick_start_index(settings.teacher_steps, settings.first_step_share)
-        noise = torch.randn_like(clean)
-        if start == 0:  # one-step sampling starts from pure noise, not from noised data
-            noisy = noise
-        else:
-            noisy = self.train_scheduler.add_noise(clean, noise, grid[start].reshape(1))
-        with torch.no_grad():
-            target = teacher.ddim_solution(obs, noisy, start, settings.teacher_steps)
-        prediction = self.denoiser(noisy, grid[start], cond)
-        return F.mse_loss(prediction.float(), target.float())
+        action: torch.Tensor,
+        starts: list[int],
+        steps: int,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """This (teacher) policy's training targets for a consistency student: for each start
+        grid index in `starts` (one bank entry per window and start), a noisy chunk and the
+        DDIM-`steps` solution from it. Returns 'start' (S*B,), 'noisy' and 'solution'
+        (S*B, T, Da), entry s*B + b for window b; the observations are encoded once."""
+        cond = self.encode_obs(obs)
+        clean = self.normalizer.normalize_action(action.float())
+        grid = self.ddim_grid(steps, clean.device)
+        entries: dict[str, list[torch.Tensor]] = {"start": [], "noisy": [], "solution": []}
+        for start in starts:
+            noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+            noisy = consistency_input(clean, noise, start, grid, self.train_scheduler)
+            entries["start"].append(torch.full((len(clean),), start, dtype=torch.long))
+            entries["noisy"].append(noisy)
+            entries["solution"].append(self.ddim_solution(cond, noisy, start, steps))
+        return {name: torch.cat(parts) for name, parts in entries.items()}
 
     def ddim_grid(self, steps: int, device: torch.device) -> torch.Tensor:
         """The DDIM timesteps (K,) of a K-step schedule, noisiest first (trailing spacing)."""
@@ -188,11 +199,11 @@ class DiffusionPolicy(nn.Module):
         return scheduler.timesteps
 
     def ddim_solution(
-        self, obs: Mapping[str, torch.Tensor], sample: torch.Tensor, start_index: int, steps: int
+        self, cond: torch.Tensor, sample: torch.Tensor, start_index: int, steps: int
     ) -> torch.Tensor:
         """This (diffusion) policy's deterministic DDIM sampler run from grid index
-        `start_index` of a `steps`-step schedule on `sample` (B, T, Da) to the clean chunk."""
-        cond = self.encode_obs(obs)
+        `start_index` of a `steps`-step schedule on `sample` (B, T, Da) to the clean chunk,
+        given the encoded observations `cond`."""
         scheduler = self._sampler("ddim")
         scheduler.set_timesteps(steps, device=sample.device)
         timesteps = scheduler.timesteps[start_index:]

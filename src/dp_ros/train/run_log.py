@@ -54,6 +54,13 @@ class TrainerLogs:
             f"(batch {self.config.training.batch_size}); {start}",
             f"output   {self.paths.root} (Ctrl-C saves checkpoints/last and prints how to resume)",
         ]
+        if self.teacher is not None:
+            settings = self.policy_config.consistency
+            lines.insert(2, (
+                f"teacher  {settings.teacher}: {settings.bank_noises} DDIM-"
+                f"{settings.teacher_steps} solutions per window, computed before training; an "
+                "epoch visits each once"
+            ))  # fmt: skip
         self._say("\n".join(f"dp-train: {line}" for line in lines))
 
     def _say(self, text: str) -> None:

@@ -5,7 +5,8 @@
     setup_fabric    Lightning Fabric: CPU, one GPU, N GPUs or several nodes (DDP), bf16 on GPU
     prepare_output  set an old run's files aside when output.overwrite asks for it: put back if
                     the new run fails, deleted when it finishes (run_files.py)
-    setup_data      SequenceDataset split by episode; normaliser statistics from training only
+    setup_data      SequenceDataset split by episode; normaliser statistics from training only;
+                    a consistency student's teacher solutions (teacher_bank.py)
     setup_policy    make_policy + AdamW + warm-up/cosine schedule + EMA
     restore         resume from a checkpoint exactly where it stopped (weights, optimiser,
                     schedule, EMA, step, epoch, position in the epoch, random generators)
@@ -58,6 +59,7 @@ from dp_ros.train.run_files import (
 )
 from dp_ros.train.run_log import TrainerLogs
 from dp_ros.train.sampling import RANK_SEED_STRIDE, EpochSampler, seed_everything
+from dp_ros.train.teacher_bank import TeacherSolutions
 
 # Validation draws its noise from a fixed seed, so successive validation losses differ because
 # the model changed, not because the noise did; and it never touches the training generators.
@@ -218,16 +220,34 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         )
         self.val_set = self.train_set.get_validation_dataset()
         self.stats = self.train_set.compute_stats()
+        self.teacher = self._load_teacher()
+        train_entries = self._with_teacher_solutions(self.train_set, training.seed)
         self.train_sampler = EpochSampler(
-            len(self.train_set), self.rank, self.world_size, training.seed, shuffle=True
+            len(train_entries), self.rank, self.world_size, training.seed, shuffle=True
         )
-        self.train_loader = self._loader(self.train_set, self.train_sampler, training.batch_size)
+        self.train_loader = self._loader(train_entries, self.train_sampler, training.batch_size)
         self.steps_per_epoch = math.ceil(self.train_sampler.per_rank / training.batch_size)
         self.val_loader = None
         if len(self.val_set) > 0:
-            sampler = EpochSampler(len(self.val_set), self.rank, self.world_size, 0, False)
+            val_seed = training.seed + VALIDATION_SEED_OFFSET
+            val_entries = self._with_teacher_solutions(self.val_set, val_seed)
+            sampler = EpochSampler(len(val_entries), self.rank, self.world_size, 0, False)
             batch = training.val_batch_size or training.batch_size
-            self.val_loader = self._loader(self.val_set, sampler, batch)
+            self.val_loader = self._loader(val_entries, sampler, batch)
+
+    def _with_teacher_solutions(self, windows: SequenceDataset, seed: int):
+        """The windows themselves, or for a consistency student the windows with their
+        teacher's solutions (computed here, identically on every rank)."""
+        if self.teacher is None:
+            return windows
+        return TeacherSolutions(
+            windows,
+            self.teacher,
+            self.policy_config,
+            seed,
+            self.config.training.val_batch_size or self.config.training.batch_size,
+            progress=self.is_main and self.config.training.progress_bar,
+        )
 
     def _loader(self, dataset: SequenceDataset, sampler: EpochSampler, batch_size: int):
         workers = self.config.training.num_workers
@@ -247,7 +267,10 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         optim, training = self.config.optim, self.config.training
         torch.manual_seed(training.seed)  # the same initial weights on every rank
         self.policy = make_policy(self.policy_config, self.stats)
-        self.teacher = self._load_teacher()
+        if self.teacher is not None:  # a student starts from its teacher (same architecture)
+            self.policy.load_state_dict(self.teacher.state_dict())
+            # The teacher's solutions are in its normalised units: the student keeps its stats.
+            self.policy.normalizer.stats = self.teacher.normalizer.stats
         optimizer = torch.optim.AdamW(
             self.policy.parameters(),
             lr=optim.lr,
@@ -267,15 +290,11 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
 
     def _load_teacher(self) -> DiffusionPolicy | None:
-        """A consistency student's frozen teacher, whose weights the student starts from."""
+        """A consistency student's frozen teacher (same architecture, see inputs.py)."""
         if self.policy_config.objective != "consistency":
             return None
         teacher = load_policy(self.policy_config.consistency.teacher, self.fabric.device)
-        teacher.eval().requires_grad_(False)
-        self.policy.load_state_dict(teacher.state_dict())  # same architecture (inputs.py)
-        # The teacher's solutions are in its normalised units: the student keeps its statistics.
-        self.policy.normalizer.stats = teacher.normalizer.stats
-        return teacher
+        return teacher.eval().requires_grad_(False)
 
     @property
     def deploy_policy(self) -> torch.nn.Module:
@@ -335,7 +354,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
 
     def train_step(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """One optimiser step on one batch; returns the (detached) loss."""
-        loss = self.model.compute_loss(batch, teacher=self.teacher)
+        loss = self.model.compute_loss(batch)
         self.fabric.backward(loss)
         clip = self.config.optim.grad_clip_norm
         if clip is not None:
@@ -381,7 +400,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             for index, batch in enumerate(self.val_loader):
                 if training.val_max_batches is not None and index >= training.val_max_batches:
                     break
-                losses.append(model.compute_loss(batch, teacher=self.teacher).float())
+                losses.append(model.compute_loss(batch).float())
                 if index < training.action_mse_batches:
                     predicted = model.predict_action(batch["obs"])["action_pred"]
                     mses.append(F.mse_loss(predicted.float(), batch["action"].float()))
