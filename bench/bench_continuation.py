@@ -175,6 +175,7 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
     overrides = {
         "debug_inference_delay": delay_steps * options.period,
         "continuation": continuation,
+        "num_inference_steps": options.num_inference_steps,
     }
     parameters = policy_parameters(folder / f"{name}.yaml", overrides)
     summary_path = folder / f"{name}_summary.json"
@@ -266,6 +267,9 @@ def main() -> None:
     parser.add_argument("--continuations", default="none,inpaint")
     parser.add_argument("--real-time-factor", type=float, default=1.0)
     parser.add_argument("--cameras", action="store_true")
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=0, help="policy_node's; 0: the checkpoint's"
+    )
     parser.add_argument("--routes", action="store_true", help="count route switches (Lift)")
     parser.add_argument("--period", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=1800.0, help="per cell, seconds")
@@ -282,6 +286,7 @@ def main() -> None:
     report = {
         "benchmark": "closed loop over ROS vs injected inference delay",
         "checkpoint": options.checkpoint,
+        "num_inference_steps": options.num_inference_steps,
         "task": options.task,
         "episodes_per_cell": options.episodes,
         "first_seed": options.first_seed,
