@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import yaml
 
 from dp_ros.policy.checkpoint import (
     META_FILE,
@@ -18,19 +19,30 @@ from dp_ros.policy.runtime import PolicyRunner
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = "lift_state"
+SHIPPED = ("lift_state", "lift_state_consistency")
+DEMO_POLICY = "lift_state_consistency"  # the evaluate graph's default checkpoint
 
 
-def test_the_shipped_lift_checkpoint_is_small_and_loads_by_name():
-    checkpoint = bundled_checkpoints()[SHIPPED]
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_lift_checkpoints_are_small_and_load_by_name(name):
+    checkpoint = bundled_checkpoints()[name]
     size = (checkpoint / WEIGHTS_FILE).stat().st_size + (checkpoint / META_FILE).stat().st_size
     assert size < 6 * 2**20, size
-    document = read_checkpoint_json(SHIPPED)
+    document = read_checkpoint_json(name)
     assert document["metadata"]["task"] == "lift"
-    runner = PolicyRunner.from_checkpoint(SHIPPED)
+    runner = PolicyRunner.from_checkpoint(name)
     assert set(runner.obs_keys) == {
         "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"
     }  # fmt: skip
+
+
+def test_the_demo_runs_the_one_step_student_of_the_shipped_teacher():
+    graph = yaml.safe_load((ROOT / "src" / "dp_ros" / "graphs" / "evaluate.yaml").read_text())
+    assert graph["arguments"]["checkpoint"]["default"] == DEMO_POLICY
+    config = read_checkpoint_json(DEMO_POLICY)["config"]
+    assert config["objective"] == "consistency"
+    assert config["sampler"] == {"name": "consistency", "num_inference_steps": 1}
+    assert config["consistency"]["teacher"] == "lift_state"
 
 
 def test_demo_runs_two_episodes_and_succeeds_at_least_once(tmp_path):
