@@ -248,3 +248,41 @@ def test_overwrite_deletes_the_old_run_only_when_the_new_one_finishes(tmp_path, 
     new_weights = (out / "checkpoints" / "last" / "policy.safetensors").read_bytes()
     assert new_weights != old_weights
     assert json.loads((out / "summary.json").read_text())["steps"] > 3
+
+
+class OptimizerInspectingTrainer(Trainer):
+    """Stops after set-up and keeps the optimizer the trainer built."""
+
+    def train(self) -> None:
+        self.inspected = self.optimizer
+
+
+def test_transformer_denoiser_gets_the_reference_weight_decay_groups(
+    tmp_path, low_dim_store, make_config
+):
+    config = make_config(
+        low_dim_store,
+        tmp_path / "run",
+        policy__denoiser="transformer",
+        optim__weight_decay=1e-6,
+        optim__transformer_weight_decay=1e-3,
+        output__final_checkpoint=False,
+    )
+    trainer = OptimizerInspectingTrainer(config)
+    trainer.run()
+    groups = trainer.inspected.param_groups
+    names = {id(p): name for name, p in trainer.policy.named_parameters()}
+    by_decay = {group["weight_decay"]: {names[id(p)] for p in group["params"]} for group in groups}
+    assert sum(len(group["params"]) for group in groups) == len(names)  # each exactly once
+    decayed, kept = by_decay[1e-3], by_decay[0.0]
+    assert "denoiser.action_embedding.weight" in decayed
+    assert any(name.endswith("self_attn.in_proj_weight") for name in decayed)
+    assert any(name.endswith("linear1.weight") for name in decayed)
+    assert {"denoiser.action_position", "denoiser.cond_position"} <= kept
+    assert any(name.endswith("norm1.weight") for name in kept)
+    assert all(not name.endswith("bias") for name in decayed)
+    assert all(name.startswith("denoiser.") for name in decayed | kept)
+
+    unet = OptimizerInspectingTrainer(make_config(low_dim_store, tmp_path / "unet"))
+    unet.run()
+    assert [group["weight_decay"] for group in unet.inspected.param_groups] == [1e-6]

@@ -95,6 +95,19 @@ class TransformerDenoiser(nn.Module):
         x = self.decoder(x, memory, tgt_mask=tgt_mask, memory_mask=mem_mask)
         return self.head(self.final_norm(x)).to(sample.dtype)
 
+    def weight_decay_split(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(decayed, not decayed) parameters, as the reference implementation groups them:
+        weight matrices of linear and attention layers decay; biases, LayerNorms and the
+        position embeddings do not."""
+        decayed, kept = [], []
+        for module in self.modules():
+            for name, parameter in module.named_parameters(recurse=False):
+                matrix = name.endswith("weight") and isinstance(
+                    module, (nn.Linear, nn.MultiheadAttention)
+                )
+                (decayed if matrix else kept).append(parameter)
+        return decayed, kept
+
 
 def _init_weights(module: nn.Module) -> None:
     # Small normal init for projections, as GPT-style models use; LayerNorm keeps its defaults.

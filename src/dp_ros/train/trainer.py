@@ -272,7 +272,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             # The teacher's solutions are in its normalised units: the student keeps its stats.
             self.policy.normalizer.stats = self.teacher.normalizer.stats
         optimizer = torch.optim.AdamW(
-            self.policy.parameters(),
+            parameter_groups(self.policy, optim),
             lr=optim.lr,
             betas=tuple(optim.betas),
             eps=optim.eps,
@@ -465,6 +465,24 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+def parameter_groups(policy: DiffusionPolicy, optim) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: one, at optim.weight_decay; with a transformer denoiser its
+    weight matrices at optim.transformer_weight_decay and its biases, LayerNorms and position
+    embeddings at 0, as the reference implementation groups them (the rest, e.g. the camera
+    encoders, at optim.weight_decay)."""
+    if policy.config.denoiser != "transformer":
+        return [{"params": list(policy.parameters()), "weight_decay": optim.weight_decay}]
+    decayed, kept = policy.denoiser.weight_decay_split()
+    in_denoiser = {id(parameter) for parameter in policy.denoiser.parameters()}
+    rest = [p for p in policy.parameters() if id(p) not in in_denoiser]
+    groups = [
+        {"params": decayed, "weight_decay": optim.transformer_weight_decay},
+        {"params": kept, "weight_decay": 0.0},
+        {"params": rest, "weight_decay": optim.weight_decay},
+    ]
+    return [group for group in groups if group["params"]]
 
 
 def _make_lr_scheduler(optimizer, optim, total_steps: int):
