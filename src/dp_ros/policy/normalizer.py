@@ -6,6 +6,15 @@ maps are registered buffers: they are saved with the weights and moved with ``.t
 
 Statistics follow the dataset contract: ``{key: {"min", "max", "mean", "std"}}`` with float32
 arrays of the feature size, for every low-dim key and for ``"action"``.
+
+Where the reference implementation (Chi et al.) differs, and why we keep ours: for its image
+datasets it leaves quaternions and delta actions unnormalised (identity), and it computes
+statistics over all episodes. Here every low-dim feature and action is min-max normalised, so
+each action dimension spans the sampler's clip range [-1, 1] whatever share of the controller's
+range the demonstrations used (Square's rotation deltas stay within +-0.36 of +-1), and the
+diffusion noise is equally large against every dimension's signal. Statistics come from the
+training episodes only (SequenceDataset.compute_stats), so the validation loss measures
+episodes the model has not seen in any form.
 """
 
 from __future__ import annotations
