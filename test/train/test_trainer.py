@@ -286,3 +286,16 @@ def test_transformer_denoiser_gets_the_reference_weight_decay_groups(
     unet = OptimizerInspectingTrainer(make_config(low_dim_store, tmp_path / "unet"))
     unet.run()
     assert [group["weight_decay"] for group in unet.inspected.param_groups] == [1e-6]
+
+
+@pytest.mark.parametrize(("clip", "share"), [(1e-6, 1.0), (1e6, 0.0)])
+def test_logs_gradient_norm_and_how_often_clipping_acts(
+    tmp_path, low_dim_store, make_config, clip, share
+):
+    out = tmp_path / "run"
+    config = make_config(low_dim_store, out, training__epochs=1, optim__grad_clip_norm=clip)
+    Trainer(config).run()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [row for row in rows if "train/loss" in row]
+    assert logged and all(row["train/clipped_share"] == share for row in logged)
+    assert all(0 < row["train/grad_norm"] < 1e3 for row in logged)

@@ -118,6 +118,7 @@ class TrainerLogs:
             "perf/samples_per_s": samples * len(recent) / max(sum(recent), 1e-9),
             "perf/data_wait_frac": sum(self.wait_times[-len(losses) :]) / max(sum(recent), 1e-9),
         }
+        metrics.update(self._clipping_metrics())
         if self._bar is not None:
             self._bar.set_postfix(
                 loss=f"{metrics['train/loss']:.4f}",
@@ -125,3 +126,16 @@ class TrainerLogs:
                 samples_s=f"{metrics['perf/samples_per_s']:.0f}",
             )
         self.log(metrics)
+
+    def _clipping_metrics(self) -> dict[str, float]:
+        """Mean gradient norm before clipping, and the share of steps clipping acted on, over
+        the steps since the last row (with optim.grad_clip_norm set)."""
+        if not self.grad_norms:
+            return {}
+        norms = torch.stack(self.grad_norms)
+        self.grad_norms = []
+        clipped = (norms > self.config.optim.grad_clip_norm).float().mean()
+        return {
+            "train/grad_norm": float(self.fabric.all_reduce(norms.mean(), reduce_op="mean")),
+            "train/clipped_share": float(self.fabric.all_reduce(clipped, reduce_op="mean")),
+        }

@@ -119,6 +119,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         self._replacing = False  # this fresh run set an old one aside (output.overwrite)
         self.step_times: list[float] = []  # seconds per step, data wait included
         self.wait_times: list[float] = []  # seconds per step spent waiting for the batch
+        self.grad_norms: list[torch.Tensor] = []  # pre-clipping norms since the last log row
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -357,8 +358,9 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
         loss = self.model.compute_loss(batch)
         self.fabric.backward(loss)
         clip = self.config.optim.grad_clip_norm
-        if clip is not None:
-            self.fabric.clip_gradients(self.model, self.optimizer, max_norm=clip)
+        if clip is not None:  # the norm before clipping, for train/grad_norm and clipped_share
+            norm = self.fabric.clip_gradients(self.model, self.optimizer, max_norm=clip)
+            self.grad_norms.append(norm.detach().float())
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_scheduler.step()
