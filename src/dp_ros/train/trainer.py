@@ -21,7 +21,8 @@ policy.safetensors + policy.json) plus the trainer state (see `dp_ros.train.stat
 
 Restore and the checkpoint writers live in `checkpointing` (TrainerCheckpoints), the progress
 bar and metric logs in `run_log` (TrainerLogs), the per-rank epoch sampler and seeding in
-`sampling`.
+`sampling`, AdamW's parameter groups and the schedule in `optimizers`, a consistency
+student's teacher solutions in `teacher_bank`.
 
 Shapes: B batch, To obs steps, T horizon, Da action dim.
 """
@@ -48,6 +49,7 @@ from dp_ros.policy import EMA, DiffusionPolicy, load_policy, make_policy
 from dp_ros.train.checkpointing import TrainerCheckpoints
 from dp_ros.train.config import TrainConfig
 from dp_ros.train.inputs import EvalHook, check_inputs, resolve_eval_hook
+from dp_ros.train.optimizers import make_lr_scheduler, make_optimizer
 from dp_ros.train.run_files import (
     RunPaths,
     discard_previous_run,
@@ -272,13 +274,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             self.policy.load_state_dict(self.teacher.state_dict())
             # The teacher's solutions are in its normalised units: the student keeps its stats.
             self.policy.normalizer.stats = self.teacher.normalizer.stats
-        optimizer = torch.optim.AdamW(
-            parameter_groups(self.policy, optim),
-            lr=optim.lr,
-            betas=tuple(optim.betas),
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-        )
+        optimizer = make_optimizer(self.policy, optim)
         self.model, self.optimizer = self.fabric.setup(self.policy, optimizer)
         # compute_loss is the training forward: route it through DDP's gradient sync.
         self.model.mark_forward_method("compute_loss")
@@ -287,7 +283,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             ema = self.config.ema
             self.ema = EMA(self.policy, ema.power, ema.max_decay, ema.min_decay)
         self.total_steps = training.epochs * self.steps_per_epoch
-        self.lr_scheduler = _make_lr_scheduler(optimizer, optim, self.total_steps)
+        self.lr_scheduler = make_lr_scheduler(optimizer, optim, self.total_steps)
         seed_everything(training.seed + RANK_SEED_STRIDE * self.rank)
 
     def _load_teacher(self) -> DiffusionPolicy | None:
@@ -467,35 +463,6 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def parameter_groups(policy: DiffusionPolicy, optim) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: one, at optim.weight_decay; with a transformer denoiser its
-    weight matrices at optim.transformer_weight_decay and its biases, LayerNorms and position
-    embeddings at 0, as the reference implementation groups them (the rest, e.g. the camera
-    encoders, at optim.weight_decay)."""
-    if policy.config.denoiser != "transformer":
-        return [{"params": list(policy.parameters()), "weight_decay": optim.weight_decay}]
-    decayed, kept = policy.denoiser.weight_decay_split()
-    in_denoiser = {id(parameter) for parameter in policy.denoiser.parameters()}
-    rest = [p for p in policy.parameters() if id(p) not in in_denoiser]
-    groups = [
-        {"params": decayed, "weight_decay": optim.transformer_weight_decay},
-        {"params": kept, "weight_decay": 0.0},
-        {"params": rest, "weight_decay": optim.weight_decay},
-    ]
-    return [group for group in groups if group["params"]]
-
-
-def _make_lr_scheduler(optimizer, optim, total_steps: int):
-    from diffusers.optimization import (
-        get_constant_schedule_with_warmup,
-        get_cosine_schedule_with_warmup,
-    )
-
-    if optim.schedule == "cosine":
-        return get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, total_steps)
-    return get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
 
 
 def _weights_checksum(module: torch.nn.Module) -> torch.Tensor:
