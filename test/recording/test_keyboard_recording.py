@@ -60,6 +60,25 @@ class PtyTeleop:
             time.sleep(0.1)
         raise AssertionError(f"no {expect!r} after keys {keys!r}:\n{self.text()[-3000:]}")
 
+    def press_when_served(self, keys: str, expect: str, timeout: float = 60.0) -> str:
+        """`press`, typed again while teleop reports that the service it calls is not
+        discovered yet (teleop says so and does nothing; seen in CI under load, where the
+        recorder's services were discovered a second after the sim's)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            start = len(self.text())
+            os.write(self.master, keys.encode())
+            while time.monotonic() < deadline:
+                new = self.text()[start:]
+                if expect in new:
+                    return new
+                if "is not available" in new:
+                    break
+                time.sleep(0.1)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no {expect!r} after keys {keys!r}:\n{self.text()[-3000:]}")
+            time.sleep(1.0)
+
     def close(self) -> int | None:
         if self.process.poll() is None:
             self.process.kill()
@@ -87,7 +106,7 @@ def test_keyboard_recording_saves_failures_stores_seeds_and_never_spans_a_reset(
             time.sleep(1.0)
         assert "reset: episode" in teleop.text(), teleop.text()
         time.sleep(0.5)
-        teleop.press("b", "recorder start: recording episode 0")
+        teleop.press_when_served("b", "recorder start: recording episode 0")
         time.sleep(0.6)  # status lines for motion keys come at most twice a second
         status = teleop.press("www", "[recording episode 0:")
         assert "gripper open | speed 0.50]" in status
