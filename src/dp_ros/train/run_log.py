@@ -54,7 +54,7 @@ class TrainerLogs:
             f"(batch {self.config.training.batch_size}); {start}",
             f"output   {self.paths.root} (Ctrl-C saves checkpoints/last and prints how to resume)",
         ]
-        if self.teacher is not None:
+        if self.policy_config.objective == "consistency":
             settings = self.policy_config.consistency
             lines.insert(2, (
                 f"teacher  {settings.teacher}: {settings.bank_noises} DDIM-"

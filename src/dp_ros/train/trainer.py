@@ -274,6 +274,7 @@ class Trainer(TrainerCheckpoints, TrainerLogs):
             self.policy.load_state_dict(self.teacher.state_dict())
             # The teacher's solutions are in its normalised units: the student keeps its stats.
             self.policy.normalizer.stats = self.teacher.normalizer.stats
+            self.teacher = None  # its solutions are banked: free its weights for training
         optimizer = make_optimizer(self.policy, optim)
         self.model, self.optimizer = self.fabric.setup(self.policy, optimizer)
         # compute_loss is the training forward: route it through DDP's gradient sync.
