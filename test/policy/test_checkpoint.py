@@ -22,8 +22,10 @@ from dp_ros.policy.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     load_policy,
+    main,
     read_checkpoint_json,
     record_weights_hash,
+    save_half_weights,
     save_policy,
 )
 from dp_ros.policy.config import tiny_config
@@ -75,6 +77,45 @@ def test_saved_weights_are_float32_even_from_a_bf16_policy(tmp_path):
     assert all(t.dtype == torch.float32 for t in tensors.values())
     name = "denoiser.head.1.weight"
     assert torch.allclose(tensors[name], reference[name], atol=1e-2)
+
+
+def test_half_weights_halve_the_file_and_load_as_the_rounded_float32_policy(tmp_path):
+    policy = _policy()
+    full = save_policy(policy, tmp_path / "full", {"epoch": 3})
+    assert main(["--half-weights", str(full), str(tmp_path / "half")]) == 0
+    half = tmp_path / "half"
+    stored = load_file(str(half / WEIGHTS_FILE))
+    assert stored["denoiser.head.1.weight"].dtype == torch.float16
+    assert all(t.dtype == torch.float32 for k, t in stored.items() if k.startswith("normalizer."))
+    ratio = (half / WEIGHTS_FILE).stat().st_size / (full / WEIGHTS_FILE).stat().st_size
+    assert 0.45 < ratio < 0.6
+    assert read_checkpoint_json(half)["metadata"] == {"epoch": 3, "weights_stored_as": "float16"}
+    loaded = load_policy(half)
+    for name, value in loaded.state_dict().items():
+        assert value.dtype == policy.state_dict()[name].dtype
+        rounded = policy.state_dict()[name]
+        if value.is_floating_point() and not name.startswith("normalizer."):
+            rounded = rounded.half().float()
+        assert torch.equal(value, rounded), name
+    obs = random_obs(policy.config.shape_meta, B=2, To=2, seed=1)
+    a, b = _sample(loaded, obs), _sample(policy, obs)
+    assert torch.allclose(a["action"], b["action"], atol=5e-2)
+
+
+def test_half_weights_refuse_a_damaged_source_and_keep_the_hash(tmp_path, capsys):
+    full = save_policy(_policy(), tmp_path / "full")
+    half = save_half_weights(full, tmp_path / "half")
+    with open(half / WEIGHTS_FILE, "r+b") as handle:  # the copy is hashed like any checkpoint
+        handle.seek(-3, os.SEEK_END)
+        handle.write(b"\x00\x01\x02")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_policy(half)
+    with open(full / WEIGHTS_FILE, "r+b") as handle:
+        handle.seek(-3, os.SEEK_END)
+        handle.write(b"\x00\x01\x02")
+    assert main(["--half-weights", str(full), str(tmp_path / "other")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_ema_weights_save_as_tensors_and_follow_the_schedule(tmp_path):

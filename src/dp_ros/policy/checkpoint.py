@@ -46,6 +46,7 @@ FORMAT_NAME = "dp_ros.policy"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "policy.safetensors"
 META_FILE = "policy.json"
+NORMALIZER_PREFIX = "normalizer."
 
 
 class CheckpointError(ValueError):
@@ -53,19 +54,25 @@ class CheckpointError(ValueError):
 
 
 def save_policy(
-    policy: DiffusionPolicy, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+    policy: DiffusionPolicy,
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any] | None = None,
+    half_weights: bool = False,
 ) -> Path:
     """Write ``path/policy.safetensors`` and ``path/policy.json``; returns the directory.
 
     Weights are saved as float32 whatever dtype the policy computes in, so a checkpoint does
-    not depend on how the runner that produced it was configured. Each file is written to a
-    temporary name and renamed, so a crash never leaves a half-written checkpoint.
+    not depend on how the runner that produced it was configured. ``half_weights`` stores the
+    network's weights as float16 instead, half the size on disk (for shipping); loading casts
+    them back to float32, and the normaliser stays float32 because its maps are checked against
+    the recorded statistics to 1e-6. Each file is written to a temporary name and renamed, so a
+    crash never leaves a half-written checkpoint.
     """
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {
         name: tensor.detach()
-        .to("cpu", torch.float32 if tensor.is_floating_point() else None)
+        .to("cpu", _stored_dtype(name, tensor, half_weights))
         .contiguous()
         .clone()
         for name, tensor in policy.state_dict().items()
@@ -84,6 +91,21 @@ def save_policy(
     text = json.dumps(document, indent=2, sort_keys=False)
     atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
     return directory
+
+
+def _stored_dtype(name: str, tensor: torch.Tensor, half_weights: bool) -> torch.dtype | None:
+    if not tensor.is_floating_point():
+        return None
+    if half_weights and not name.startswith(NORMALIZER_PREFIX):
+        return torch.float16
+    return torch.float32
+
+
+def save_half_weights(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Copy a checkpoint with its network weights stored as float16 (see save_policy)."""
+    document = read_checkpoint_json(source)
+    metadata = {**document.get("metadata", {}), "weights_stored_as": "float16"}
+    return save_policy(load_policy(source), destination, metadata, half_weights=True)
 
 
 def bundled_checkpoints() -> dict[str, Path]:
@@ -238,18 +260,28 @@ def record_weights_hash(path: str | os.PathLike) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dp_ros.policy.checkpoint --record-hash DIR`: see record_weights_hash."""
+    """`python -m dp_ros.policy.checkpoint --record-hash DIR | --half-weights SRC DST`."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=record_weights_hash.__doc__)
-    parser.add_argument("--record-hash", metavar="DIR", required=True)
+    parser = argparse.ArgumentParser(description="Maintenance of policy checkpoints.")
+    verbs = parser.add_mutually_exclusive_group(required=True)
+    verbs.add_argument("--record-hash", metavar="DIR", help=record_weights_hash.__doc__)
+    verbs.add_argument(
+        "--half-weights", nargs=2, metavar=("SRC", "DST"), help=save_half_weights.__doc__
+    )
     args = parser.parse_args(argv)
     try:
-        digest = record_weights_hash(args.record_hash)
+        if args.record_hash:
+            digest = record_weights_hash(args.record_hash)
+            print(f"{args.record_hash}: weights_sha256 = {digest}")
+        else:
+            source, destination = args.half_weights
+            save_half_weights(source, destination)
+            size = (Path(destination) / WEIGHTS_FILE).stat().st_size
+            print(f"{destination}: float16 weights, {size / 1e6:.1f} MB")
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.record_hash}: weights_sha256 = {digest}")
     return 0
 
 
