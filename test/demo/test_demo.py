@@ -19,30 +19,43 @@ from dp_ros.policy.runtime import PolicyRunner
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("lift_state", "lift_state_consistency")
-DEMO_POLICY = "lift_state_consistency"  # the evaluate graph's default checkpoint
+STATE_KEYS = {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"}
+CAMERA_KEYS = {"agentview_image", "robot0_eye_in_hand_image"}
+# name -> (what the policy observes, most bytes on disk)
+SHIPPED = {
+    "lift_state": (STATE_KEYS | {"object"}, 6 * 2**20),
+    "lift_state_consistency": (STATE_KEYS | {"object"}, 6 * 2**20),
+    "lift_image": (STATE_KEYS | CAMERA_KEYS, 14 * 2**20),
+}
+DEMO_POLICY = "lift_image"  # the evaluate graph's default checkpoint
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_shipped_lift_checkpoints_are_small_and_load_by_name(name):
+    obs_keys, most_bytes = SHIPPED[name]
     checkpoint = bundled_checkpoints()[name]
     size = (checkpoint / WEIGHTS_FILE).stat().st_size + (checkpoint / META_FILE).stat().st_size
-    assert size < 6 * 2**20, size
+    assert size < most_bytes, size
     document = read_checkpoint_json(name)
     assert document["metadata"]["task"] == "lift"
     runner = PolicyRunner.from_checkpoint(name)
-    assert set(runner.obs_keys) == {
-        "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"
-    }  # fmt: skip
+    assert set(runner.obs_keys) == obs_keys
 
 
-def test_the_demo_runs_the_one_step_student_of_the_shipped_teacher():
-    graph = yaml.safe_load((ROOT / "src" / "dp_ros" / "graphs" / "evaluate.yaml").read_text())
-    assert graph["arguments"]["checkpoint"]["default"] == DEMO_POLICY
-    config = read_checkpoint_json(DEMO_POLICY)["config"]
+def test_the_state_student_is_one_step_and_distilled_from_the_shipped_teacher():
+    config = read_checkpoint_json("lift_state_consistency")["config"]
     assert config["objective"] == "consistency"
     assert config["sampler"] == {"name": "consistency", "num_inference_steps": 1}
     assert config["consistency"]["teacher"] == "lift_state"
+
+
+def test_the_demo_runs_the_camera_policy_stored_in_half_precision():
+    graph = yaml.safe_load((ROOT / "src" / "dp_ros" / "graphs" / "evaluate.yaml").read_text())
+    assert graph["arguments"]["checkpoint"]["default"] == DEMO_POLICY
+    assert graph["arguments"]["cameras"]["default"] == "true"
+    document = read_checkpoint_json(DEMO_POLICY)
+    assert document["metadata"]["weights_stored_as"] == "float16"
+    assert document["config"]["sampler"]["name"] == "ddim"
 
 
 def test_demo_runs_two_episodes_and_succeeds_at_least_once(tmp_path):
