@@ -6,7 +6,9 @@ no latency the frozen rows are those before the newest observation (plus `--lead
 `--overlap` guided rows. Prints the success rate as JSON. Where bench_continuation.py measures
 continuation over ROS at real time, this separates what the inpainting does to the policy from
 what timing does; `--delay D` adds D control steps of inference latency in the same loop, so
-latency sensitivity can be measured apart from ROS.
+latency sensitivity can be measured apart from ROS. On Square, `--phases` says where each failed
+episode got to, from the nut's position in the observations: grasp (the nut never left where it
+lay), carry (moved, not onto the peg) or insertion (over the peg, not down).
 
     .venv/bin/python bench/bench_continuation_offline.py outputs/lift_mm_state/checkpoints/last \
         --continuation inpaint --overlap 8 --episodes 40
@@ -20,8 +22,17 @@ from tqdm import tqdm
 
 from dp_ros.acting.chunk_timing import TimedChunk
 from dp_ros.acting.continuation import ContinuationConfig, plan_held_actions
+from dp_ros.keys import OBJECT_STATE
 from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.sim.env import SimEnv
+from dp_ros.sim.square_expert import NUT_POS_SLICE, NUT_RESTING_Z, SQUARE_PEG_XY
+
+# robosuite's Square success: the nut within 3 cm of the peg's axis and its centre below 0.87 m
+ON_PEG_XY, DOWN_Z, LIFTED = 0.03, 0.87, 0.03
+CARRIED = 0.05  # m the nut must have moved (horizontally) to count as carried
+# The reset observations show the nut 6 cm above the table, where robosuite spawns it; it has
+# dropped onto the table by the first step. Lifts are read after these first observations.
+SETTLE_OBSERVATIONS = 5
 
 
 def episode(
@@ -34,8 +45,8 @@ def episode(
     delay: int = 0,
     replan_every: int = 0,
     drop_late_at_start: bool = False,
-) -> bool:
-    """One episode; time is counted in control steps (the period is 1).
+) -> tuple[bool, list[dict]]:
+    """One episode: (success, its observations); time is counted in control steps (period 1).
 
     With `delay` D, a chunk computed from the observation at step s takes over at s + D (the
     current chunk keeps playing until then, as on the robot), and inferences start every Ta
@@ -70,11 +81,34 @@ def episode(
             action = committed.rows[step - committed.first_stamp_ns]
         observation, _, done, info = env.step(action)
         history.append(observation)
-        if info["success"]:
-            return True
-        if done:
-            return False
-    return False
+        if info["success"] or done:
+            return info["success"], history
+    return False, history
+
+
+def square_phase(history: list[dict]) -> dict:
+    """Where a Square episode got to, from the nut's positions (object state): grasp (the nut
+    never left where it lay), carry (moved, but not onto the peg), or insertion (over the peg,
+    not down)."""
+    nut = np.stack([h[OBJECT_STATE][NUT_POS_SLICE] for h in history])[SETTLE_OBSERVATIONS:]
+    lift = float(nut[:, 2].max() - NUT_RESTING_Z)
+    moved = float(np.abs(nut[-1, :2] - nut[0, :2]).max())
+    offset = float(np.abs(nut[-1, :2] - SQUARE_PEG_XY).max())
+    held = float(np.linalg.norm(history[-1][OBJECT_STATE][0:3])) < 0.1
+    if offset < ON_PEG_XY:
+        phase = "insertion: over the peg, not down" if nut[-1, 2] >= DOWN_Z else "on the peg"
+    elif moved < CARRIED:
+        phase = "grasp: the nut stayed where it lay" + (
+            " (lifted, then slipped)" if lift >= LIFTED else ""
+        )
+    else:
+        phase = "carry: moved, not onto the peg" + (" (held)" if held else " (dropped)")
+    return {
+        "phase": phase,
+        "max_lift_m": round(lift, 3),
+        "moved_m": round(moved, 3),
+        "final_xy_offset_m": round(offset, 3),
+    }
 
 
 HOLD = np.array([0, 0, 0, 0, 0, 0, -1], np.float32)  # no motion, gripper open
@@ -103,16 +137,24 @@ def main() -> None:
         help="play the first chunk from row To-1+delay, not To-1 (the old rule)",
     )
     parser.add_argument("--half-weights", action="store_true", help="fp16 weights, as on ROS")
+    parser.add_argument("--num-inference-steps", type=int, default=None, help="default: ckpt's")
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--first-seed", type=int, default=100000)
     parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--phases", action="store_true", help="Square: where failures got to")
     options = parser.parse_args()
-    runner = PolicyRunner.from_checkpoint(options.checkpoint, half_weights=options.half_weights)
+    if options.phases and options.task != "square":
+        parser.error("--phases reads the Square nut's position: use it with --task square")
+    runner = PolicyRunner.from_checkpoint(
+        options.checkpoint,
+        num_inference_steps=options.num_inference_steps,
+        half_weights=options.half_weights,
+    )
     config = ContinuationConfig(options.continuation, options.overlap, options.schedule)
     env = SimEnv(options.task, cameras=False)
     try:
         seeds = range(options.first_seed, options.first_seed + options.episodes)
-        wins = [
+        outcomes = [
             episode(
                 env,
                 runner,
@@ -128,7 +170,18 @@ def main() -> None:
         ]
     finally:
         env.close()
-    print(json.dumps({**vars(options), "successes": sum(wins), "success_rate": np.mean(wins)}))
+    wins = [won for won, _ in outcomes]
+    report = {**vars(options), "successes": sum(wins), "success_rate": np.mean(wins)}
+    if options.phases:
+        failures = {
+            seed: square_phase(history)
+            for seed, (won, history) in zip(seeds, outcomes, strict=True)
+            if not won
+        }
+        phases = [failure["phase"] for failure in failures.values()]
+        report["failed_phases"] = {phase: phases.count(phase) for phase in sorted(set(phases))}
+        report["failures"] = failures
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
