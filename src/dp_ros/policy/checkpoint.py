@@ -17,6 +17,10 @@ content, wherever it lies.
 NaN weights are checked at load, not left to the output guard: fp16-packed kernels turn them
 into finite numbers, so a broken policy would publish finite, meaningless chunks.
 
+Weights are float32, or float16 for the network and float32 for the normaliser in a checkpoint
+made for shipping (`python -m dp_ros.policy.checkpoint --half-weights SRC DST`); either loads
+into a float32 policy.
+
 Where a path is expected, the name of a checkpoint shipped with dp_ros (`bundled_checkpoints()`,
 e.g. `lift_state`) works too.
 """
