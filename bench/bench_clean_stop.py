@@ -20,7 +20,8 @@ import time
 from dp_ros.testing.processes import ChildProcess
 
 GRAPH = (
-    "-m", "dp_ros.launching.runner", "launch", "evaluate", "cameras:=false", "video_episodes:=0",
+    "-m", "dp_ros.launching.runner", "launch", "evaluate", "checkpoint:=lift_state_consistency",
+    "cameras:=false", "video_episodes:=0",
     "summary:=", "episodes:=50", "real_time_factor:=0.5",
 )  # fmt: skip
 MOMENTS = {

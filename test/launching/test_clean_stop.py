@@ -24,7 +24,8 @@ GRAPH_STOP_S = 10.0
 # What must never appear in a stopping graph's output.
 FAILURES = ("Traceback", "KeyboardInterrupt", "context is invalid", "Failed to publish")
 EVALUATE = (
-    "-m", "dp_ros.launching.runner", "launch", "evaluate", "cameras:=false", "video_episodes:=0",
+    "-m", "dp_ros.launching.runner", "launch", "evaluate", "checkpoint:=lift_state_consistency",
+    "cameras:=false", "video_episodes:=0",
     "summary:=", "episodes:=50", "real_time_factor:=0.5",
 )  # fmt: skip
 
