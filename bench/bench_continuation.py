@@ -7,6 +7,8 @@ graph. Per cell it reports:
 
 - success rate (eval_node's summary);
 - rows dropped as late by the sim's chunk player, and their share of the rows played + dropped;
+- takeover: control steps from each chunk's observation to the first step it drove (the loop's
+  real inference delay, comparable with `bench_continuation_offline.py --delay`);
 - jerk: the mean |delta action| (translation and rotation columns) between consecutive applied
   steps where both came from one chunk ("inside") and where the second came from a newer chunk
   ("seam"); the ratio seam / inside (continuation's target: <= 1.2);
@@ -58,6 +60,7 @@ class Recording:
     """What one cell's graph published, as this process received it."""
 
     chunks: list = field(default_factory=list)  # (sequence, {instant: row})
+    observed: dict = field(default_factory=dict)  # sequence -> newest observation's instant
     applied: list = field(default_factory=list)  # (instant, row, source)
     poses: list = field(default_factory=list)  # (stamp, y)
     cube_y: list = field(default_factory=list)  # (stamp, y)
@@ -68,6 +71,7 @@ class Recording:
         period = conv.duration_to_ns(msg.period)
         rows = np.asarray(msg.data, np.float32).reshape(msg.horizon, msg.action_dim)
         self.chunks.append((msg.sequence, {first + i * period: r for i, r in enumerate(rows)}))
+        self.observed[msg.sequence] = conv.stamp_to_ns(msg.observation_stamp)
 
     def on_applied(self, msg: ActionChunk) -> None:
         row = np.asarray(msg.data, np.float32)
@@ -139,6 +143,29 @@ def jerk(recording: Recording, period_ns: int) -> dict:
         "seam_over_inside": round(mean_seam / mean_inside, 3) if inside and seam else None,
         "seams": len(seam),
     }
+
+
+def takeover(recording: Recording, period_ns: int) -> dict:
+    """Control steps from each chunk's observation to the first step it drove.
+
+    The closed loop's real inference delay: a chunk conditioned on the observation at step t
+    that first drives the robot at step t + D acts D steps late, as
+    `bench_continuation_offline.py --delay D` simulates without ROS.
+    """
+    first_step: dict[int, int] = {}
+    for instant, _, origin in chunk_of_each_step(recording):
+        if origin is not None and origin not in first_step:
+            first_step[origin] = instant
+    delays = [
+        round((instant - recording.observed[seq]) / period_ns)
+        for seq, instant in first_step.items()
+        if seq in recording.observed
+    ]
+    if not delays:
+        return {"takeover_steps_median": None, "takeover_steps_share": {}}
+    values, counts = np.unique(delays, return_counts=True)
+    share = {int(v): round(int(c) / len(delays), 3) for v, c in zip(values, counts, strict=True)}
+    return {"takeover_steps_median": float(np.median(delays)), "takeover_steps_share": share}
 
 
 def route_switches(recording: Recording) -> dict:
@@ -213,6 +240,7 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
         "wall_s": round(time.monotonic() - started, 1),
     }
     result.update(jerk(recording, round(options.period * 1e9)))
+    result.update(takeover(recording, round(options.period * 1e9)))
     if options.routes:
         result.update(route_switches(recording))
     print(json.dumps(result), flush=True)
@@ -249,8 +277,9 @@ def plot(results: list[dict], path: Path, title: str) -> None:
 
 
 def table(results: list[dict]) -> str:
-    columns = ["delay_steps", "continuation", "success_rate", "late_share", "jerk_inside",
-               "jerk_seam", "seam_over_inside", "route_switches"]  # fmt: skip
+    columns = ["delay_steps", "continuation", "success_rate", "late_share",
+               "takeover_steps_median", "jerk_inside", "jerk_seam", "seam_over_inside",
+               "route_switches"]  # fmt: skip
     lines = [" | ".join(columns)]
     for result in results:
         lines.append(" | ".join(str(result.get(column, "-")) for column in columns))

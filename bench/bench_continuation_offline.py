@@ -1,6 +1,6 @@
 """Continuation without ROS or latency: the algorithm alone, in a closed loop in robosuite.
 
-Runs a policy in SimEnv (no cameras) on `--episodes` unseen seeds, replanning every Ta steps as
+Runs a policy in SimEnv (with cameras only when the policy reads them) on `--episodes` unseen seeds, replanning every Ta steps as
 policy_node does, and samples each chunk with the plan `dp_ros.acting.continuation` makes: with
 no latency the frozen rows are those before the newest observation (plus `--lead` rows), then
 `--overlap` guided rows. Prints the success rate as JSON. Where bench_continuation.py measures
@@ -151,7 +151,7 @@ def main() -> None:
         half_weights=options.half_weights,
     )
     config = ContinuationConfig(options.continuation, options.overlap, options.schedule)
-    env = SimEnv(options.task, cameras=False)
+    env = SimEnv(options.task, cameras=bool(runner.policy.config.shape_meta.rgb))
     try:
         seeds = range(options.first_seed, options.first_seed + options.episodes)
         outcomes = [
