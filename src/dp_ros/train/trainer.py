@@ -22,7 +22,7 @@ policy.safetensors + policy.json) plus the trainer state (see `dp_ros.train.stat
 Restore and the checkpoint writers live in `checkpointing` (TrainerCheckpoints), the progress
 bar and metric logs in `run_log` (TrainerLogs), the per-rank epoch sampler and seeding in
 `sampling`, AdamW's parameter groups and the schedule in `optimizers`, a consistency
-student's teacher solutions in `teacher_bank`.
+student's teacher solutions in `teacher_bank`, Ctrl-C/SIGTERM handling in `stopping`.
 
 Shapes: B batch, To obs steps, T horizon, Da action dim.
 """
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -61,48 +59,12 @@ from dp_ros.train.run_files import (
 )
 from dp_ros.train.run_log import TrainerLogs
 from dp_ros.train.sampling import RANK_SEED_STRIDE, EpochSampler, seed_everything
+from dp_ros.train.stopping import StopRequests, TrainingInterrupted
 from dp_ros.train.teacher_bank import TeacherSolutions
 
 # Validation draws its noise from a fixed seed, so successive validation losses differ because
 # the model changed, not because the noise did; and it never touches the training generators.
 VALIDATION_SEED_OFFSET = 7_919
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after a whole step; `checkpoint` (last) holds everything."""
-
-    def __init__(self, step: int, epoch: int, checkpoint: Path) -> None:
-        super().__init__(f"interrupted at step {step} (epoch {epoch}); saved {checkpoint}")
-        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
-
-
-class StopRequests:
-    """While training: the first Ctrl-C/SIGTERM asks to stop after the current step (so `last`
-    is a consistent state); a second one interrupts at once. Main thread only; elsewhere (a
-    trainer run from a thread) nothing is installed."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self._previous: dict[int, Any] = {}
-        self._pid = os.getpid()
-
-    def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum, frame) -> None:
-        if os.getpid() != self._pid:
-            return  # a forked data-loader worker: it ends with the loader, not by itself
-        if self.requested.is_set():
-            raise KeyboardInterrupt
-        self.requested.set()
-        print("\ndp-train: stopping after this step (Ctrl-C again to abort)", flush=True)
 
 
 class Trainer(TrainerCheckpoints, TrainerLogs):
