@@ -25,7 +25,7 @@ from dp_ros.keys import (
     OBJECT_STATE,
     WRIST_IMAGE,
 )
-from dp_ros.recording.stored import StoredEpisodes, episode_digest
+from dp_ros.recording.stored import SeedClaims, StoredEpisodes, episode_digest
 
 LENGTHS = (12, 15, 9, 11)
 
@@ -176,6 +176,20 @@ def test_digests_and_seeds_decide_what_a_store_already_holds(store):
     assert known.refusal({"task": "reach", "seed": 101}, "new", seeds=False) is None
     known.add(4, {"task": "reach", "seed": 104, "digest": "abc"})
     assert "identical to stored episode 4" in known.refusal({"task": "x"}, "abc")
+
+
+def test_a_recording_run_claims_seeds_until_its_episodes_are_discarded(store):
+    claims = SeedClaims(StoredEpisodes.of(store))  # the store holds reach seeds 100-103
+    assert claims.taken("reach", 101) and not claims.taken("reach", 104)
+    claims.claim("reach", 104)  # an episode of this run began on seed 104
+    assert claims.taken("reach", 104) and claims.free_seed("reach") == 105
+    assert not claims.taken("other", 104) and claims.free_seed("other") == 0
+    claims.release("reach", 104)  # discarded: seed 104 may be recorded again
+    assert not claims.taken("reach", 104) and claims.free_seed("reach") == 104
+    claims.claim("reach", -1)  # unknown seed: nothing claimed
+    assert claims.free_seed("reach") == 104 and not claims.taken("reach", -1)
+    repeats = SeedClaims(StoredEpisodes.of(store), unique=False)  # several demos per scene
+    assert not repeats.taken("reach", 101)
 
 
 def test_the_command_runs_as_a_module():

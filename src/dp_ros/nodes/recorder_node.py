@@ -72,7 +72,7 @@ from dp_ros.recording.session import (
     open_store,
     save_finished,
 )
-from dp_ros.recording.stored import StoredEpisodes
+from dp_ros.recording.stored import SeedClaims, StoredEpisodes
 
 # Seconds a stop may wait for its episode to be written (a 5-minute episode takes seconds).
 WRITE_TIMEOUT_S = 300.0
@@ -91,7 +91,7 @@ class RecorderNode(Node):
         cfg = self.config
         self.store = open_store(cfg.store)
         self.known = StoredEpisodes.of(self.store)  # seeds and digests already stored
-        self._claimed: dict[str, set[int]] = {}  # task -> seeds of episodes begun by this run
+        self.seeds = SeedClaims(self.known, self.config.unique_seeds)
         self._sim_seed = -1  # seed of the sim's current scene, from its outcomes (-1: unknown)
         self._skip_pending = False  # a reset to a free seed was asked for and not answered yet
         self.session = RecordingSession(cfg.assembly_config())
@@ -121,7 +121,7 @@ class RecorderNode(Node):
         # Wall-clock poll for stop time-outs: sim time may stand still.
         self.create_timer(POLL_PERIOD_S, self._poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
         mode = "auto start/stop" if cfg.auto_start and cfg.auto_stop else "by service"
-        seeds = f"; {cfg.task} seeds from {self._free_seed(cfg.task)}" if cfg.task else ""
+        seeds = f"; {cfg.task} seeds from {self.seeds.free_seed(cfg.task)}" if cfg.task else ""
         self.get_logger().info(
             f"recording {list(cfg.keys)} + actions from {cfg.action_topic} into {cfg.store} "
             f"({self.store.n_episodes} episodes there{seeds}); episodes {mode}"
@@ -198,7 +198,7 @@ class RecorderNode(Node):
                 self._end_at_outcome(msg, stamp_ns)
             if cfg.auto_start and self.session.current is None:
                 task = msg.task or cfg.task
-                if self._seed_taken(task, next_seed):
+                if self.seeds.taken(task, next_seed):
                     self._skip_seed(task, next_seed)
                 else:
                     metadata = self._metadata(msg.task, "", "", next_seed)
@@ -247,7 +247,7 @@ class RecorderNode(Node):
                 )
                 return response
             task = request.task or self.config.task
-            if self._seed_taken(task, self._sim_seed):
+            if self.seeds.taken(task, self._sim_seed):
                 response.success = False
                 response.message = self._skip_seed(task, self._sim_seed) + "; start again"
                 return response
@@ -353,8 +353,7 @@ class RecorderNode(Node):
 
     def _metadata(self, task: str, operator: str, source: str, seed: int) -> dict:
         task = task or self.config.task
-        if seed >= 0:
-            self._claimed.setdefault(task, set()).add(seed)
+        self.seeds.claim(task, seed)
         return {
             "task": task,
             "operator": operator or self.config.operator,
@@ -365,29 +364,14 @@ class RecorderNode(Node):
 
     # ---- seeds ---------------------------------------------------------------------------
 
-    def _seed_taken(self, task: str, seed: int) -> bool:
-        """`seed` of `task` is stored already, or was begun by this run (unique_seeds)."""
-        return (
-            self.config.unique_seeds
-            and seed >= 0
-            and (
-                self.known.seed_index(task, seed) is not None
-                or seed in self._claimed.get(task, ())
-            )
-        )
-
     def _unclaim(self, steps: EpisodeSteps) -> None:
         """A discarded episode leaves its seed free to be recorded again."""
         metadata = steps.metadata
-        self._claimed.get(metadata.get("task", ""), set()).discard(metadata.get("seed"))
-
-    def _free_seed(self, task: str) -> int:
-        claimed = list(self._claimed.get(task, ()))
-        return max([self.known.free_seed(task), *(seed + 1 for seed in claimed)])
+        self.seeds.release(metadata.get("task", ""), metadata.get("seed"))
 
     def _skip_seed(self, task: str, seed: int) -> str:
         """Do not record `seed` again: ask the sim for the first free seed. Says what it did."""
-        free = self._free_seed(task)
+        free = self.seeds.free_seed(task)
         text = f"seed {seed} of {task!r} is already recorded"
         client = self._reset_client
         if client is None or not client.service_is_ready():

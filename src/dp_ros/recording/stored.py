@@ -80,3 +80,32 @@ class StoredEpisodes:
         if index is not None:
             return f"task {task!r} seed {seed} is already stored (episode {index})"
         return None
+
+
+class SeedClaims:
+    """The seeds a live recording must not record again (with `unique`): those the store holds
+    and those of episodes this run began (recording, or queued for writing). A discarded
+    episode's seed is released, free to be recorded again."""
+
+    def __init__(self, known: StoredEpisodes, unique: bool = True) -> None:
+        self.known = known
+        self.unique = unique
+        self._claimed: dict[str, set[int]] = {}  # task -> seeds begun by this run
+
+    def claim(self, task: str, seed: int) -> None:
+        if seed >= 0:
+            self._claimed.setdefault(task, set()).add(seed)
+
+    def release(self, task: str, seed: Any) -> None:
+        self._claimed.get(task, set()).discard(seed)
+
+    def taken(self, task: str, seed: int) -> bool:
+        """`seed` of `task` must not be recorded: stored already, or begun by this run."""
+        if not self.unique or seed < 0:
+            return False
+        return self.known.seed_index(task, seed) is not None or seed in self._claimed.get(task, ())
+
+    def free_seed(self, task: str) -> int:
+        """The first seed after every stored and claimed seed of `task`."""
+        claimed = self._claimed.get(task, ())
+        return max([self.known.free_seed(task), *(seed + 1 for seed in claimed)])
