@@ -1,14 +1,15 @@
 """Continuation without ROS or latency: the algorithm alone, in a closed loop in robosuite.
 
-Runs a policy in SimEnv (with cameras only when the policy reads them) on `--episodes` unseen seeds, replanning every Ta steps as
-policy_node does, and samples each chunk with the plan `dp_ros.acting.continuation` makes: with
-no latency the frozen rows are those before the newest observation (plus `--lead` rows), then
-`--overlap` guided rows. Prints the success rate as JSON. Where bench_continuation.py measures
-continuation over ROS at real time, this separates what the inpainting does to the policy from
-what timing does; `--delay D` adds D control steps of inference latency in the same loop, so
-latency sensitivity can be measured apart from ROS. On Square, `--phases` says where each failed
-episode got to, from the nut's position in the observations: grasp (the nut never left where it
-lay), carry (moved, not onto the peg) or insertion (over the peg, not down).
+Runs a policy in SimEnv (with cameras only when the policy reads them) on `--episodes` unseen
+seeds, replanning every Ta steps as policy_node does, and samples each chunk with the plan
+`dp_ros.acting.continuation` makes: with no latency the frozen rows are those before the newest
+observation (plus `--lead` rows), then `--overlap` guided rows. Prints the success rate as JSON.
+Where bench_continuation.py measures continuation over ROS at real time, this separates what the
+inpainting does to the policy from what timing does; `--delay D` adds D control steps of
+inference latency in the same loop, so latency sensitivity can be measured apart from ROS. On
+Square, `--phases` says where each failed episode got to, from the nut's position in the
+observations: grasp (the nut never left where it lay), carry (moved, not onto the peg) or
+insertion (over the peg, not down).
 
     .venv/bin/python bench/bench_continuation_offline.py outputs/lift_mm_state/checkpoints/last \
         --continuation inpaint --overlap 8 --episodes 40
