@@ -126,10 +126,10 @@ def chunk_of_each_step(recording: Recording) -> list[tuple[int, np.ndarray, int 
     return steps
 
 
-def jerk(recording: Recording, period_ns: int) -> dict:
-    """Mean |delta action| between consecutive chunk-driven steps, inside chunks and at seams."""
+def jerk(steps: list[tuple[int, np.ndarray, int | None]], period_ns: int) -> dict:
+    """Mean |delta action| between consecutive chunk-driven steps (`chunk_of_each_step`), inside
+    chunks and at seams."""
     inside, seam = [], []
-    steps = chunk_of_each_step(recording)
     for (t0, row0, chunk0), (t1, row1, chunk1) in zip(steps, steps[1:], strict=False):
         if chunk0 is None or chunk1 is None or t1 - t0 != period_ns:
             continue
@@ -145,7 +145,9 @@ def jerk(recording: Recording, period_ns: int) -> dict:
     }
 
 
-def takeover(recording: Recording, period_ns: int) -> dict:
+def takeover(
+    recording: Recording, steps: list[tuple[int, np.ndarray, int | None]], period_ns: int
+) -> dict:
     """Control steps from each chunk's observation to the first step it drove.
 
     The closed loop's real inference delay: a chunk conditioned on the observation at step t
@@ -153,7 +155,7 @@ def takeover(recording: Recording, period_ns: int) -> dict:
     `bench_continuation_offline.py --delay D` simulates without ROS.
     """
     first_step: dict[int, int] = {}
-    for instant, _, origin in chunk_of_each_step(recording):
+    for instant, _, origin in steps:
         if origin is not None and origin not in first_step:
             first_step[origin] = instant
     delays = [
@@ -239,8 +241,9 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
         "late_share": round(late / total, 3) if total else None,
         "wall_s": round(time.monotonic() - started, 1),
     }
-    result.update(jerk(recording, round(options.period * 1e9)))
-    result.update(takeover(recording, round(options.period * 1e9)))
+    period_ns, steps = round(options.period * 1e9), chunk_of_each_step(recording)
+    result.update(jerk(steps, period_ns))
+    result.update(takeover(recording, steps, period_ns))
     if options.routes:
         result.update(route_switches(recording))
     print(json.dumps(result), flush=True)

@@ -26,6 +26,7 @@ from dp_ros.acting.continuation import ContinuationConfig, plan_held_actions
 from dp_ros.keys import OBJECT_STATE
 from dp_ros.policy.runtime import PolicyRunner
 from dp_ros.sim.env import SimEnv
+from dp_ros.sim.evaluate import policy_image_size
 from dp_ros.sim.square_expert import NUT_POS_SLICE, NUT_RESTING_Z, SQUARE_PEG_XY
 
 # robosuite's Square success: the nut within 3 cm of the peg's axis and its centre below 0.87 m
@@ -152,7 +153,8 @@ def main() -> None:
         half_weights=options.half_weights,
     )
     config = ContinuationConfig(options.continuation, options.overlap, options.schedule)
-    env = SimEnv(options.task, cameras=bool(runner.policy.config.shape_meta.rgb))
+    image_size = policy_image_size(runner.shape_meta)  # None: a policy without cameras
+    env = SimEnv(options.task, cameras=image_size is not None, image_size=image_size or 84)
     try:
         seeds = range(options.first_seed, options.first_seed + options.episodes)
         outcomes = [
