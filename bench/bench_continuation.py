@@ -9,6 +9,11 @@ graph. Per cell it reports:
 - rows dropped as late by the sim's chunk player, and their share of the rows played + dropped;
 - takeover: control steps from each chunk's observation to the first step it drove (the loop's
   real inference delay, comparable with `bench_continuation_offline.py --delay`);
+- unplayed plan: per chunk, the rows of its own plan (not frozen to the chunk before it) that
+  passed before it took over, played from the older chunk instead (a chunk later than the
+  latency policy_node froze for; `bench_continuation_offline.py --lead -K` simulates K);
+- mid-episode holds: steps the sim held (no row due) after the policy first drove it in an
+  episode, i.e. the robot stopping mid-task;
 - jerk: the mean |delta action| (translation and rotation columns) between consecutive applied
   steps where both came from one chunk ("inside") and where the second came from a newer chunk
   ("seam"); the ratio seam / inside (continuation's target: <= 1.2);
@@ -111,7 +116,12 @@ def listen(recording: Recording, stop: threading.Event) -> None:
 
 
 def chunk_of_each_step(recording: Recording) -> list[tuple[int, np.ndarray, int | None]]:
-    """(instant, applied row, sequence of the newest chunk holding exactly that row there)."""
+    """(instant, applied row, sequence of the oldest chunk holding exactly that row there).
+
+    The oldest, because a newer chunk holds the same row only where policy_node froze it to
+    the chunk it continues: that row is the older chunk's plan, and counting it as the newer
+    chunk's would date its takeover (and its seam) before its own plan drove anything.
+    """
     by_instant: dict[int, list[tuple[int, np.ndarray]]] = {}
     for sequence, rows in recording.chunks:
         for instant, row in rows.items():
@@ -121,7 +131,7 @@ def chunk_of_each_step(recording: Recording) -> list[tuple[int, np.ndarray, int 
         origin = None
         if source == SOURCE_CHUNK:
             matches = [s for s, r in by_instant.get(instant, []) if np.allclose(r, row, atol=1e-6)]
-            origin = max(matches) if matches else None
+            origin = min(matches) if matches else None
         steps.append((instant, row, origin))
     return steps
 
@@ -145,19 +155,27 @@ def jerk(steps: list[tuple[int, np.ndarray, int | None]], period_ns: int) -> dic
     }
 
 
-def takeover(
-    recording: Recording, steps: list[tuple[int, np.ndarray, int | None]], period_ns: int
-) -> dict:
+def first_driven(steps: list[tuple[int, np.ndarray, int | None]]) -> dict[int, int]:
+    """Chunk sequence -> the instant of the first step it drove."""
+    first_step: dict[int, int] = {}
+    for instant, _, origin in steps:
+        if origin is not None and origin not in first_step:
+            first_step[origin] = instant
+    return first_step
+
+
+def share_of(counts: list[int]) -> dict[int, float]:
+    values, tally = np.unique(counts, return_counts=True)
+    return {int(v): round(int(c) / len(counts), 3) for v, c in zip(values, tally, strict=True)}
+
+
+def takeover(recording: Recording, first_step: dict[int, int], period_ns: int) -> dict:
     """Control steps from each chunk's observation to the first step it drove.
 
     The closed loop's real inference delay: a chunk conditioned on the observation at step t
     that first drives the robot at step t + D acts D steps late, as
     `bench_continuation_offline.py --delay D` simulates without ROS.
     """
-    first_step: dict[int, int] = {}
-    for instant, _, origin in steps:
-        if origin is not None and origin not in first_step:
-            first_step[origin] = instant
     delays = [
         round((instant - recording.observed[seq]) / period_ns)
         for seq, instant in first_step.items()
@@ -165,9 +183,51 @@ def takeover(
     ]
     if not delays:
         return {"takeover_steps_median": None, "takeover_steps_share": {}}
-    values, counts = np.unique(delays, return_counts=True)
-    share = {int(v): round(int(c) / len(delays), 3) for v, c in zip(values, counts, strict=True)}
-    return {"takeover_steps_median": float(np.median(delays)), "takeover_steps_share": share}
+    return {
+        "takeover_steps_median": float(np.median(delays)),
+        "takeover_steps_share": share_of(delays),
+    }
+
+
+def unplayed_plan(recording: Recording, first_step: dict[int, int]) -> dict:
+    """Per chunk, the rows it published with its own plan (not frozen to the chunk before it)
+    whose instants passed before it took over: rows it planned that the older chunk played.
+
+    policy_node freezes the rows it expects the current chunk to play (its last latency); a
+    chunk landing later than that loses the first rows of its own plan, and its seam joins rows
+    planned for different pasts. `bench_continuation_offline.py --lead -K` simulates K of them.
+    """
+    chunks = dict(recording.chunks)
+    counts = []
+    for seq, start in first_step.items():
+        rows, before = chunks.get(seq), chunks.get(seq - 1)
+        if rows is None or before is None:
+            continue
+        counts.append(
+            sum(
+                1
+                for instant, row in rows.items()
+                if instant < start
+                and not (instant in before and np.allclose(before[instant], row, atol=1e-6))
+            )
+        )
+    return {"unplayed_plan_rows_share": share_of(counts) if counts else {}}
+
+
+def mid_episode_holds(recording: Recording) -> dict:
+    """Steps the sim held (no row due) after the policy first drove it in an episode: the robot
+    stopping mid-task, which the demonstrations never do. Holds before an episode's first chunk
+    (while it is computed) are expected and not counted."""
+    bounds = sorted(recording.outcomes)
+    holds, driven, episode, acting = 0, 0, 0, False
+    for instant, _, source in sorted(recording.applied, key=lambda item: item[0]):
+        while episode < len(bounds) and instant >= bounds[episode]:
+            episode, acting = episode + 1, False
+        acting |= source == SOURCE_CHUNK
+        if acting:
+            driven += 1
+            holds += source == ActionChunk.SOURCE_HOLD
+    return {"mid_episode_holds": holds, "mid_episode_hold_share": round(holds / max(driven, 1), 4)}
 
 
 def route_switches(recording: Recording) -> dict:
@@ -205,6 +265,7 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
         "debug_inference_delay": delay_steps * options.period,
         "continuation": continuation,
         "num_inference_steps": options.num_inference_steps,
+        "exec_latency": options.exec_latency,
     }
     parameters = policy_parameters(folder / f"{name}.yaml", overrides)
     summary_path = folder / f"{name}_summary.json"
@@ -243,7 +304,10 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
     }
     period_ns, steps = round(options.period * 1e9), chunk_of_each_step(recording)
     result.update(jerk(steps, period_ns))
-    result.update(takeover(recording, steps, period_ns))
+    first_step = first_driven(steps)
+    result.update(takeover(recording, first_step, period_ns))
+    result.update(unplayed_plan(recording, first_step))
+    result.update(mid_episode_holds(recording))
     if options.routes:
         result.update(route_switches(recording))
     print(json.dumps(result), flush=True)
@@ -302,6 +366,9 @@ def main() -> None:
     parser.add_argument(
         "--num-inference-steps", type=int, default=0, help="policy_node's; 0: the checkpoint's"
     )
+    parser.add_argument(
+        "--exec-latency", type=float, default=0.0, help="policy_node's exec_latency, seconds"
+    )
     parser.add_argument("--routes", action="store_true", help="count route switches (Lift)")
     parser.add_argument("--period", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=1800.0, help="per cell, seconds")
@@ -319,6 +386,7 @@ def main() -> None:
         "benchmark": "closed loop over ROS vs injected inference delay",
         "checkpoint": options.checkpoint,
         "num_inference_steps": options.num_inference_steps,
+        "exec_latency": options.exec_latency,
         "task": options.task,
         "episodes_per_cell": options.episodes,
         "first_seed": options.first_seed,

@@ -6,10 +6,12 @@ seeds, replanning every Ta steps as policy_node does, and samples each chunk wit
 observation (plus `--lead` rows), then `--overlap` guided rows. Prints the success rate as JSON.
 Where bench_continuation.py measures continuation over ROS at real time, this separates what the
 inpainting does to the policy from what timing does; `--delay D` adds D control steps of
-inference latency in the same loop, so latency sensitivity can be measured apart from ROS. On
-Square, `--phases` says where each failed episode got to, from the nut's position in the
-observations: grasp (the nut never left where it lay), carry (moved, not onto the peg) or
-insertion (over the peg, not down).
+inference latency in the same loop, so latency sensitivity can be measured apart from ROS, and
+`--delay-share` draws each chunk's delay from a distribution (the takeover shares
+bench_continuation.py measures over ROS), freezing rows by the previous chunk's delay as
+policy_node freezes by the last inference's latency. On Square, `--phases` says where each
+failed episode got to, from the nut's position in the observations: grasp (the nut never left
+where it lay), carry (moved, not onto the peg) or insertion (over the peg, not down).
 
     .venv/bin/python bench/bench_continuation_offline.py outputs/lift_mm_state/checkpoints/last \
         --continuation inpaint --overlap 8 --episodes 40
@@ -17,6 +19,7 @@ insertion (over the peg, not down).
 
 import argparse
 import json
+from collections.abc import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -44,34 +47,42 @@ def episode(
     config,
     lead: int,
     limit: int,
-    delay: int = 0,
+    delays: Callable[[], int] = lambda: 0,
     replan_every: int = 0,
     drop_late_at_start: bool = False,
 ) -> tuple[bool, list[dict]]:
     """One episode: (success, its observations); time is counted in control steps (period 1).
 
-    With `delay` D, a chunk computed from the observation at step s takes over at s + D (the
-    current chunk keeps playing until then, as on the robot), and inferences start every Ta
-    steps (or every `replan_every`: policy_node starts the next inference as soon as the last
-    one ended when inference is slow), so each chunk plays its rows To-1+D .. To-1+D+Ta-1.
+    `delays()` gives each chunk's delay D: a chunk computed from the observation at step s
+    takes over at s + D (the current chunk keeps playing until then, as on the robot), and
+    inferences start every Ta steps (or every `replan_every`: policy_node starts the next
+    inference as soon as the last one ended when inference is slow), so each chunk plays its
+    rows To-1+D .. To-1+D+Ta-1.
     While the first chunk is computed the robot holds still; then, as policy_node does, the
     chunk starts from its row To-1 (the plan has not begun: nothing moved since its
     observation). `drop_late_at_start` plays it from row To-1+D instead, dropping the rows
     latency made late as if the robot had been moving (policy_node before it started chunks
-    from rest).
+    from rest). Rows are frozen up to the previous chunk's delay, the latency policy_node knows
+    when it plans; a chunk later than that plays the current chunk's rows where it had planned
+    its own.
     """
     To, Ta, T = runner.n_obs_steps, runner.n_action_steps, runner.horizon
     Ta = replan_every or Ta
-    if To - 1 + delay + Ta > T:
-        raise ValueError(f"--delay {delay}: a chunk of {T} rows cannot cover it and Ta={Ta}")
     runner.reset()
+    known_delay = None  # the previous chunk's delay: what the planner believes
     history = [env.reset(seed=seed)] * To
     committed, pending = None, None  # the playing chunk; (takes over at, chunk) in flight
     for step in range(limit):
         committed, pending = _land(committed, pending, step)  # before a newer one is asked for
         if step % Ta == 0:
+            delay = delays()
+            if To - 1 + delay + Ta > T:
+                raise ValueError(f"delay {delay}: a chunk of {T} rows cannot cover it and Ta={Ta}")
+            known_delay = delay if known_delay is None else known_delay
             window = {k: np.stack([h[k] for h in history[-To:]]) for k in runner.obs_keys}
-            held = plan_held_actions(committed, step - (To - 1), T, step + delay + lead, config)
+            freeze = step + known_delay + lead
+            held = plan_held_actions(committed, step - (To - 1), T, freeze, config)
+            known_delay = delay
             chunk = TimedChunk(step - (To - 1), 1, runner.predict(window, held).chunk)
             if committed is None and not drop_late_at_start:  # from rest: the plan starts now
                 chunk = TimedChunk(step + delay - (To - 1), 1, chunk.rows)
@@ -116,6 +127,29 @@ def square_phase(history: list[dict]) -> dict:
 HOLD = np.array([0, 0, 0, 0, 0, 0, -1], np.float32)  # no motion, gripper open
 
 
+def delay_draws(share: dict[int, float], seed: int) -> Callable[[], int]:
+    """Delays (control steps) drawn independently per chunk with the given shares."""
+    rng = np.random.default_rng(seed)
+    values, weights = list(share), np.array(list(share.values()))
+    return lambda: int(rng.choice(values, p=weights / weights.sum()))
+
+
+def parse_delay_share(text: str) -> dict[int, float]:
+    """'0:0.15,1:0.38,2:0.35,3:0.12' -> {0: 0.15, ...}: delay in steps, its share."""
+    share = {}
+    for item in text.split(","):
+        delay, _, weight = item.partition(":")
+        try:
+            share[int(delay)] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--delay-share item {item!r}: expected STEPS:SHARE, e.g. 1:0.4"
+            ) from None
+    if min(share) < 0 or min(share.values()) < 0 or sum(share.values()) <= 0:
+        raise argparse.ArgumentTypeError(f"--delay-share {text!r}: negative delay or shares")
+    return share
+
+
 def _land(committed, pending, step: int):
     """(playing chunk, chunk in flight) after step `step`'s arrivals."""
     if pending is not None and step >= pending[0]:
@@ -132,6 +166,12 @@ def main() -> None:
     parser.add_argument("--schedule", default="linear")
     parser.add_argument("--lead", type=int, default=0, help="extra frozen rows after the newest")
     parser.add_argument("--delay", type=int, default=0, help="inference delay, control steps")
+    parser.add_argument(
+        "--delay-share",
+        type=parse_delay_share,
+        default=None,
+        help="per-chunk delays drawn with these shares, e.g. 0:0.15,1:0.38,2:0.35,3:0.12",
+    )
     parser.add_argument("--replan-every", type=int, default=0, help="steps; 0: Ta")
     parser.add_argument(
         "--drop-late-at-start",
@@ -165,7 +205,9 @@ def main() -> None:
                 config,
                 options.lead,
                 options.max_steps,
-                options.delay,
+                delay_draws(options.delay_share, s)
+                if options.delay_share
+                else lambda: options.delay,
                 options.replan_every,
                 options.drop_late_at_start,
             )
