@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+from bench_continuation import jerk
 from tqdm import tqdm
 
 from dp_ros.acting.chunk_timing import TimedChunk
@@ -50,8 +51,9 @@ def episode(
     delays: Callable[[], int] = lambda: 0,
     replan_every: int = 0,
     drop_late_at_start: bool = False,
-) -> tuple[bool, list[dict]]:
-    """One episode: (success, its observations); time is counted in control steps (period 1).
+) -> tuple[bool, list[dict], list[tuple]]:
+    """One episode: (success, its observations, its applied steps as (step, action, index of the
+    chunk whose plan it was)); time is counted in control steps (period 1).
 
     `delays()` gives each chunk's delay D: a chunk computed from the observation at step s
     takes over at s + D (the current chunk keeps playing until then, as on the robot), and
@@ -72,6 +74,7 @@ def episode(
     known_delay = None  # the previous chunk's delay: what the planner believes
     history = [env.reset(seed=seed)] * To
     committed, pending = None, None  # the playing chunk; (takes over at, chunk) in flight
+    chunks, applied = [], []
     for step in range(limit):
         committed, pending = _land(committed, pending, step)  # before a newer one is asked for
         if step % Ta == 0:
@@ -87,16 +90,32 @@ def episode(
             if committed is None and not drop_late_at_start:  # from rest: the plan starts now
                 chunk = TimedChunk(step + delay - (To - 1), 1, chunk.rows)
             pending = (step + delay, chunk)
+            chunks.append(chunk)
         committed, pending = _land(committed, pending, step)
         if committed is None:
             action = HOLD
         else:
             action = committed.rows[step - committed.first_stamp_ns]
+            applied.append((step, action, plan_of(chunks, committed, step, action)))
         observation, _, done, info = env.step(action)
         history.append(observation)
         if info["success"] or done:
-            return info["success"], history
-    return False, history
+            return info["success"], history, applied
+    return False, history, applied
+
+
+def plan_of(chunks: list[TimedChunk], playing: TimedChunk, step: int, action) -> int:
+    """Index of the chunk whose plan `action` is: the playing one, or the oldest before it that
+    holds the same row at `step` (a frozen row is the older chunk's plan), as
+    bench_continuation.py attributes the rows it sees over ROS."""
+    index = next(i for i in range(len(chunks) - 1, -1, -1) if chunks[i] is playing)
+    while index > 0:
+        row = step - chunks[index - 1].first_stamp_ns
+        older = chunks[index - 1].rows
+        if not (0 <= row < len(older) and np.array_equal(older[row], action)):
+            break
+        index -= 1
+    return index
 
 
 def square_phase(history: list[dict]) -> dict:
@@ -215,12 +234,24 @@ def main() -> None:
         ]
     finally:
         env.close()
-    wins = [won for won, _ in outcomes]
+    wins = [won for won, _, _ in outcomes]
     report = {**vars(options), "successes": sum(wins), "success_rate": np.mean(wins)}
+    # Seams as bench_continuation.py measures them over ROS; episodes kept apart in time.
+    stride = options.max_steps + 2
+    report.update(
+        jerk(
+            [
+                (n * stride + step, action, (n, plan))
+                for n, (_, _, applied) in enumerate(outcomes)
+                for step, action, plan in applied
+            ],
+            1,
+        )
+    )
     if options.phases:
         failures = {
             seed: square_phase(history)
-            for seed, (won, history) in zip(seeds, outcomes, strict=True)
+            for seed, (won, history, _) in zip(seeds, outcomes, strict=True)
             if not won
         }
         phases = [failure["phase"] for failure in failures.values()]
