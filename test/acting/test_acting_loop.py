@@ -195,3 +195,20 @@ def test_a_chunk_after_the_last_one_ran_out_starts_from_rest(runner):
     clock = iter([after_ns, after_ns + 2 * PERIOD])
     rested = core.act(lambda: next(clock))
     assert rested.plan_start_ns == rested.chunk.first_stamp_ns == after_ns + 2 * PERIOD
+
+
+@pytest.mark.parametrize("replan_lead_steps", [0, 1])
+def test_the_next_inference_starts_so_its_chunk_lands_after_ta_steps(runner, replan_lead_steps):
+    """Inference that took 1.5 steps on the clock counts as 2: the next one starts 2 (+ lead)
+    steps before this chunk has played Ta rows from its plan's start."""
+    core = make_core(runner)
+    start_moving(core)
+    observed = T0 + 3 * PERIOD
+    feed(core, observed - PERIOD)
+    feed(core, observed)
+    clock = iter([observed, observed + PERIOD + PERIOD // 2])
+    outcome = core.act(lambda: next(clock))
+    assert outcome.plan_start_ns == observed
+    Ta = runner.policy.config.n_action_steps
+    expected = observed + (Ta - 2 - replan_lead_steps) * PERIOD
+    assert core.next_start_ns(outcome, replan_lead_steps) == expected

@@ -187,6 +187,20 @@ class ActingCore:
             **timing,
         )
 
+    def next_start_ns(self, outcome: ActOutcome, replan_lead_steps: int) -> int:
+        """When to start the next inference after publishing `outcome`'s chunk: its chunk should
+        land as this one has executed its Ta steps (counted from its plan's start: the
+        observation it was conditioned on, or later for a chunk that started from rest).
+
+        The lead is this inference's duration on the acting clock (simulated time advances only
+        per step, so it reads whole steps) in whole steps, plus `replan_lead_steps`. When
+        inference is slower than that, the rows offered beyond Ta keep the robot going.
+        """
+        period = outcome.chunk.period_ns
+        inference_steps = -(-outcome.inference_clock_ns // period)  # ceil
+        lead_ns = (inference_steps + replan_lead_steps) * period
+        return outcome.plan_start_ns + self.executed_steps * period - lead_ns
+
     def _at_rest_since(self, instant_ns: int) -> bool:
         """No chunk of ours had a row left to play at `instant_ns`: the robot held still."""
         committed = self.committed

@@ -62,7 +62,6 @@ class PolicyNode(LifecycleNode):
         self._sequence = 0
         self._chunks_published = 0
         self._last_latency = 0.0
-        self._latency_on_clock_ns = 0
         self._status = (PolicyStatus.STATE_UNCONFIGURED, "not configured", "")
         self._status_publisher = self.create_publisher(PolicyStatus, "~/status", STATUS_QOS)
         self._chunk_publisher = self.create_lifecycle_publisher(
@@ -320,13 +319,12 @@ class PolicyNode(LifecycleNode):
             outcome = core.act(self._now_ns)
             if outcome.inference_s:
                 self._last_latency = outcome.inference_s
-                self._latency_on_clock_ns = outcome.inference_clock_ns
             if outcome.chunk is None:
                 self._report_not_acting(outcome)
                 self._stop.wait(0.005)
                 continue
             self._publish(outcome)
-            next_start_ns = self._next_start(outcome, core)
+            next_start_ns = core.next_start_ns(outcome, self.config.replan_lead_steps)
 
     def _run_worker(self) -> None:
         try:
@@ -335,21 +333,6 @@ class PolicyNode(LifecycleNode):
             if not self._stop.is_set():
                 raise
             # Stopping while an inference ran: the node (or its context) may already be gone.
-
-    def _next_start(self, outcome: ActOutcome, core: ActingCore) -> int:
-        """When to start the next inference: its chunk should land as the current one has
-        executed its Ta steps (counted from its plan's start: the observation it was
-        conditioned on, or later for a chunk that started from rest).
-
-        The lead is the last inference's duration on the node's clock (simulated time advances
-        only per step, so it reads whole steps) in whole steps, plus `replan_lead_steps`. When
-        inference is slower than that, the rows offered beyond Ta keep the robot going.
-        """
-        period = outcome.chunk.period_ns
-        inference_steps = -(-self._latency_on_clock_ns // period)  # ceil
-        lead_ns = (inference_steps + self.config.replan_lead_steps) * period
-        budget_ns = core.executed_steps * period
-        return outcome.plan_start_ns + budget_ns - lead_ns
 
     def _publish(self, outcome: ActOutcome) -> None:
         msg = conv.timed_chunk_to_msg(
