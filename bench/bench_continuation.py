@@ -7,8 +7,9 @@ graph. Per cell it reports:
 
 - success rate (eval_node's summary);
 - rows dropped as late by the sim's chunk player, and their share of the rows played + dropped;
-- takeover: control steps from each chunk's observation to the first step it drove (the loop's
-  real inference delay, comparable with `bench_continuation_offline.py --delay`);
+- takeover: control steps from each chunk's observation to the first step its own plan drove
+  (a row frozen to the older chunk is the older chunk's; the loop's real inference delay,
+  comparable with `bench_continuation_offline.py --delay`);
 - unplayed plan: per chunk, the rows of its own plan (not frozen to the chunk before it) that
   passed before it took over, played from the older chunk instead (a chunk later than the
   latency policy_node froze for; `bench_continuation_offline.py --lead -K` simulates K);
@@ -265,7 +266,6 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
         "debug_inference_delay": delay_steps * options.period,
         "continuation": continuation,
         "num_inference_steps": options.num_inference_steps,
-        "exec_latency": options.exec_latency,
     }
     parameters = policy_parameters(folder / f"{name}.yaml", overrides)
     summary_path = folder / f"{name}_summary.json"
@@ -366,9 +366,6 @@ def main() -> None:
     parser.add_argument(
         "--num-inference-steps", type=int, default=0, help="policy_node's; 0: the checkpoint's"
     )
-    parser.add_argument(
-        "--exec-latency", type=float, default=0.0, help="policy_node's exec_latency, seconds"
-    )
     parser.add_argument("--routes", action="store_true", help="count route switches (Lift)")
     parser.add_argument("--period", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=1800.0, help="per cell, seconds")
@@ -386,7 +383,6 @@ def main() -> None:
         "benchmark": "closed loop over ROS vs injected inference delay",
         "checkpoint": options.checkpoint,
         "num_inference_steps": options.num_inference_steps,
-        "exec_latency": options.exec_latency,
         "task": options.task,
         "episodes_per_cell": options.episodes,
         "first_seed": options.first_seed,
