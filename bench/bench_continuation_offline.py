@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from bench_continuation import jerk
+from loop_metrics import jerk
 from tqdm import tqdm
 
 from dp_ros.acting.chunk_timing import TimedChunk
