@@ -3,11 +3,12 @@
 Runs a policy in SimEnv on `--episodes` unseen seeds with the very objects the two nodes use
 (dp_ros.acting.acting_loop.ActingCore: observation sync, continuation plan, late-row dropping,
 next-start rule; dp_ros.acting.chunk_timing.ChunkPlayer: rows played at their stamps), on a
-simulated clock: each inference takes `--delay` whole control steps, during which the sim keeps
-playing the current chunk. Only DDS and the machine's load are missing, so a loss over ROS that
-this reproduces lies in the acting logic and its settings (`--continuation`, `--overlap`,
-`--replan-lead-steps`, the same parameters as policy_node's), not in transport or timing;
-bench_continuation_offline.py re-implements the loop instead and replans every Ta steps.
+simulated clock: each inference takes `--delay` whole control steps (or a number drawn per chunk
+with `--delay-share`, as over ROS), during which the sim keeps playing the current chunk. Only DDS
+and the machine's load are missing, so a loss over ROS that this reproduces lies in the acting
+logic and its settings (`--continuation`, `--overlap`, `--replan-lead-steps`, the same parameters
+as policy_node's), not in transport or timing; bench_continuation_offline.py re-implements the loop
+instead and replans every Ta steps.
 Prints JSON: successes and the failed seeds.
 
     .venv/bin/python bench/bench_acting_offline.py outputs/can_image_cpu40/checkpoints/epoch_0040 \
@@ -16,8 +17,10 @@ Prints JSON: successes and the failed seeds.
 
 import argparse
 import json
+from collections.abc import Callable
 
 import numpy as np
+from bench_continuation_offline import delay_draws, parse_delay_share
 from tqdm import tqdm
 
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore
@@ -31,24 +34,28 @@ PERIOD_NS = 50_000_000  # 20 Hz, as policy_node.yaml
 EPISODE_GAP_NS = 10 * PERIOD_NS  # clock time between episodes
 
 
-def episode(env: SimEnv, core: ActingCore, seed: int, start_ns: int, options) -> tuple[bool, int]:
-    """One episode from `start_ns`; (success, the clock at its end)."""
+def episode(
+    env: SimEnv, core: ActingCore, seed: int, start_ns: int, options, delay: Callable[[], int]
+) -> tuple[bool, int]:
+    """One episode from `start_ns`; (success, the clock at its end). `delay()`: the next
+    inference's duration in control steps."""
     observation = env.reset(seed=seed)
     core.reset(start_ns)
     clock = start_ns
     publish(core, observation, clock)
     player = ChunkPlayer(PERIOD_NS)
-    next_start, in_flight = 0, None  # the outcome being computed, and when it lands
+    in_flight = None  # (when it lands, the outcome being computed)
     for _ in range(options.max_steps or env.max_episode_steps):
-        if in_flight is None and clock >= next_start:
-            # The clock at assembly and at publication, `--delay` steps later.
-            outcome = core.act(iter([clock, clock + options.delay * PERIOD_NS]).__next__)
+        if in_flight is None and core.due(clock):
+            # The clock at assembly and at publication, `delay()` steps later.
+            published = clock + delay() * PERIOD_NS
+            outcome = core.act(iter([clock, published]).__next__)
             if outcome.chunk is not None:
-                in_flight = (clock + options.delay * PERIOD_NS, outcome)
+                in_flight = (published, outcome)
         if in_flight is not None and clock >= in_flight[0]:
             outcome = in_flight[1]
             player.submit(outcome.chunk)
-            next_start = core.next_start_ns(outcome, options.replan_lead_steps)
+            core.schedule_next(outcome, options.replan_lead_steps)
             in_flight = None
         action, _ = player.action_at(clock)
         observation, _, done, info = env.step(action)
@@ -73,6 +80,13 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=100000)
     parser.add_argument("--max-steps", type=int, default=0, help="0: the task's limit")
     parser.add_argument("--delay", type=int, default=1, help="inference time, control steps")
+    parser.add_argument(
+        "--delay-share",
+        type=parse_delay_share,
+        default=None,
+        help="per-chunk delays drawn with these shares (the takeover shares measured over ROS), "
+        "e.g. 0:0.36,1:0.47,2:0.17; replaces --delay",
+    )
     parser.add_argument("--num-inference-steps", type=int, default=None, help="default: ckpt's")
     parser.add_argument("--continuation", default="inpaint", choices=("none", "inpaint"))
     parser.add_argument("--overlap", type=int, default=8, help="continuation_overlap_steps")
@@ -101,7 +115,12 @@ def main() -> None:
     clock, failed = 1_000_000_000_000, []
     try:
         for seed in tqdm(seeds, desc="episodes", leave=False):
-            won, clock = episode(env, ActingCore(runner, config), seed, clock, options)
+            delay = (
+                delay_draws(options.delay_share, seed)
+                if options.delay_share
+                else lambda: options.delay
+            )
+            won, clock = episode(env, ActingCore(runner, config), seed, clock, options, delay)
             clock += EPISODE_GAP_NS
             if not won:
                 failed.append(seed)

@@ -212,3 +212,49 @@ def test_the_next_inference_starts_so_its_chunk_lands_after_ta_steps(runner, rep
     Ta = runner.policy.config.n_action_steps
     expected = observed + (Ta - 2 - replan_lead_steps) * PERIOD
     assert core.next_start_ns(outcome, replan_lead_steps) == expected
+
+
+def feed_one(core: ActingCore, key: str, stamp_ns: int) -> None:
+    core.add(key, stamp_ns, np.zeros(STATE_META.low_dim[key], np.float32))
+
+
+def test_an_inference_waits_for_every_stream_of_its_instant_for_at_most_a_period(runner):
+    """The clock reaching the scheduled start is not enough: the instant's observation must
+    have arrived from every stream (else the chunk would be conditioned on the one a period
+    older)."""
+    core = make_core(runner)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    outcome = core.act(lambda: T0 + PERIOD)
+    core.schedule_next(outcome, replan_lead_steps=1)
+    start = core.next_start_ns(outcome, replan_lead_steps=1)
+    assert start > T0 + 2 * PERIOD
+    for stamp in range(T0 + 2 * PERIOD, start, PERIOD):
+        feed(core, stamp)
+    assert not core.due(start - 1)  # too early, whatever has arrived
+    assert not core.due(start)  # only the previous instant is here
+    feed_one(core, "robot0_eef_pos", start)
+    assert not core.due(start + MS)  # one stream of two
+    feed_one(core, "object", start - 4 * MS)  # within the 5 ms sync tolerance
+    assert core.due(start + MS)
+    assert core.due(start + PERIOD)  # and without the instant's messages, a period later
+
+
+@pytest.mark.parametrize("reset_first", [True, False])
+def test_a_new_episode_starts_acting_at_once_whatever_the_old_schedule(runner, reset_first):
+    """A chunk of the old episode schedules the next inference Ta steps on; the new episode's
+    first chunk must not wait for that, whether the reset comes before or after the chunk
+    that planned it is scheduled (the outcome message races the inference)."""
+    core = make_core(runner)
+    feed(core, T0)
+    feed(core, T0 + PERIOD)
+    outcome = core.act(lambda: T0 + PERIOD)
+    new_episode = T0 + 2 * PERIOD
+    if not reset_first:
+        core.schedule_next(outcome, replan_lead_steps=1)
+        assert not core.due(new_episode)
+    core.reset(new_episode)
+    if reset_first:
+        core.schedule_next(outcome, replan_lead_steps=1)
+    feed(core, new_episode)
+    assert core.due(new_episode)

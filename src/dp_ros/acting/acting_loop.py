@@ -111,6 +111,7 @@ class ActingCore:
         # the robot is executing, which the next chunk continues.
         self.committed: TimedChunk | None = None
         self._latency_clock_ns = 0  # the last inference's duration on the acting clock
+        self._next_start_ns = 0  # when the next inference starts (schedule_next); 0: at once
 
     @property
     def offered_rows(self) -> int:
@@ -133,6 +134,7 @@ class ActingCore:
         episode begins at that instant (older observations no longer count)."""
         with self._lock:
             self.sync.clear(episode_start_ns)
+            self._next_start_ns = 0  # a new episode's first chunk is computed at once
         self.committed = None  # never continue a chunk of another episode
         self.runner.reset()
 
@@ -186,6 +188,39 @@ class ActingCore:
             held_rows=held_rows,
             **timing,
         )
+
+    def due(self, now_ns: int) -> bool:
+        """Whether the next inference starts now: once the clock has reached its scheduled
+        start (schedule_next) and every stream has delivered its observation of that instant
+        (within the sync tolerance), or one period after it whatever has arrived.
+
+        Starting as soon as the clock reaches the start conditions the chunk on the observation
+        before, a period older, whenever the instant's own messages are a moment behind the
+        clock: sim_node publishes /clock before the step's observations, and a robot's sensors
+        deliver theirs after the instant they stamp. That chunk then acts a step later.
+        """
+        with self._lock:
+            start_ns = self._next_start_ns
+            if now_ns < start_ns:
+                return False
+            if now_ns >= start_ns + self.config.period_ns:
+                return True
+            observed_ns = self.sync.observed_through_ns()
+        return observed_ns is not None and observed_ns >= start_ns - self.config.tolerance_ns
+
+    def schedule_next(self, outcome: ActOutcome, replan_lead_steps: int) -> None:
+        """After publishing `outcome`'s chunk: the next inference starts at `next_start_ns`, or
+        at once when that chunk was conditioned on an episode that has ended since (a reset
+        raced the inference). Its schedule says nothing about the new episode: following it
+        held the robot still for up to Ta steps at an episode's start."""
+        with self._lock:
+            stale = outcome.observation_stamp_ns < self.sync.episode_start_ns
+            self._next_start_ns = 0 if stale else self.next_start_ns(outcome, replan_lead_steps)
+
+    def restart_schedule(self) -> None:
+        """The next inference starts at once (the clock jumped: the schedule is meaningless)."""
+        with self._lock:
+            self._next_start_ns = 0
 
     def next_start_ns(self, outcome: ActOutcome, replan_lead_steps: int) -> int:
         """When to start the next inference after publishing `outcome`'s chunk: its chunk should

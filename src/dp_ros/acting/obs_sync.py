@@ -205,6 +205,11 @@ class ObservationSynchronizer:
                 history.drop_before(episode_start_ns)
         self.episode_start_ns = episode_start_ns or 0
 
+    def observed_through_ns(self) -> int | None:
+        """The newest instant every stream has reached (None: a stream has no message yet)."""
+        stamps = [history.newest_stamp_ns for history in self.histories.values()]
+        return None if None in stamps else min(stamps)
+
     def assemble(self, now_ns: int) -> Observation | NotReady:
         """The To-step observation ending at the newest instant every stream covers."""
         jumped = self.follow_clock(now_ns)

@@ -302,18 +302,19 @@ class PolicyNode(LifecycleNode):
     # ---- acting --------------------------------------------------------------------------
 
     def _act_loop(self) -> None:
-        next_start_ns, clock_jumps = 0, self._clock_jumps
+        clock_jumps = self._clock_jumps
         while not self._stop.is_set():
             core = self.core
             if core is None:
                 return
             if clock_jumps != self._clock_jumps:  # a schedule from before a jump: start afresh
-                next_start_ns, clock_jumps = 0, self._clock_jumps
+                core.restart_schedule()
+                clock_jumps = self._clock_jumps
             if not self._enabled:
                 self._set_status(PolicyStatus.STATE_HOLDING, "disabled via ~/enable", "")
                 self._stop.wait(0.05)
                 continue
-            if self._now_ns() < next_start_ns:
+            if not core.due(self._now_ns()):
                 self._stop.wait(0.002)
                 continue
             outcome = core.act(self._now_ns)
@@ -324,7 +325,7 @@ class PolicyNode(LifecycleNode):
                 self._stop.wait(0.005)
                 continue
             self._publish(outcome)
-            next_start_ns = core.next_start_ns(outcome, self.config.replan_lead_steps)
+            core.schedule_next(outcome, self.config.replan_lead_steps)
 
     def _run_worker(self) -> None:
         try:
