@@ -14,7 +14,8 @@ graph. Per cell it reports:
   passed before it took over, played from the older chunk instead (a chunk later than the
   latency policy_node froze for; `bench_continuation_offline.py --lead -K` simulates K);
 - mid-episode holds: steps the sim held (no row due) after the policy first drove it in an
-  episode, i.e. the robot stopping mid-task;
+  episode, i.e. the robot stopping mid-task; start holds: per episode, the steps held before
+  its first chunk drove it;
 - jerk: the mean |delta action| (translation and rotation columns) between consecutive applied
   steps where both came from one chunk ("inside") and where the second came from a newer chunk
   ("seam"); the ratio seam / inside (continuation's target: <= 1.2);
@@ -49,6 +50,7 @@ from loop_metrics import (
     first_driven,
     jerk,
     mid_episode_holds,
+    start_holds,
     takeover,
     unplayed_plan,
 )
@@ -199,6 +201,7 @@ def run_cell(options, delay_steps: int, continuation: str, folder: Path) -> dict
     result.update(takeover(recording, first_step, period_ns))
     result.update(unplayed_plan(recording, first_step))
     result.update(mid_episode_holds(recording))
+    result.update(start_holds(recording))
     if options.routes:
         result.update(route_switches(recording))
     print(json.dumps(result), flush=True)

@@ -1,6 +1,6 @@
 """What a closed loop's applied steps say about its chunks: seams, takeover, unplayed plan rows,
-mid-episode holds. Shared by bench_continuation.py (over ROS) and bench_continuation_offline.py
-(without ROS), so both measure seams the same way; no rclpy needed.
+holds at episode starts and mid-episode. Shared by bench_continuation.py (over ROS) and
+bench_continuation_offline.py (without ROS), so both measure seams the same way; no rclpy needed.
 
 A step is (instant, applied row, origin): origin names the chunk whose plan the row was (None
 for a step no chunk drove).
@@ -134,3 +134,19 @@ def mid_episode_holds(recording: Recording) -> dict:
             driven += 1
             holds += source == ActionChunk.SOURCE_HOLD
     return {"mid_episode_holds": holds, "mid_episode_hold_share": round(holds / max(driven, 1), 4)}
+
+
+def start_holds(recording: Recording) -> dict:
+    """Per episode that began at an outcome, the steps held before its first chunk drove it: the
+    first chunk's inference, and any wait the acting loop's schedule adds (before 8ea342d,
+    policy_node kept the old episode's next start across the reset: 0 to Ta steps)."""
+    bounds = sorted(recording.outcomes)
+    applied = sorted(recording.applied, key=lambda item: item[0])
+    counts = []
+    for start, end in zip(bounds, [*bounds[1:], None], strict=True):
+        sources = [
+            s for instant, _, s in applied if start <= instant and (end is None or instant < end)
+        ]
+        if SOURCE_CHUNK in sources:
+            counts.append(sources.index(SOURCE_CHUNK))
+    return {"start_holds_share": share_of(counts) if counts else {}}
