@@ -199,12 +199,12 @@ class ActingCore:
         clock: sim_node publishes /clock before the step's observations, and a robot's sensors
         deliver theirs after the instant they stamp. That chunk then acts a step later.
         """
-        with self._lock:
-            start_ns = self._next_start_ns
-            if now_ns < start_ns:
-                return False
-            if now_ns >= start_ns + self.config.period_ns:
-                return True
+        start_ns = self._next_start_ns  # one read: the loop polls this every few ms
+        if now_ns < start_ns:
+            return False
+        if now_ns >= start_ns + self.config.period_ns:
+            return True
+        with self._lock:  # only inside the window: the callbacks add under this lock
             observed_ns = self.sync.observed_through_ns()
         return observed_ns is not None and observed_ns >= start_ns - self.config.tolerance_ns
 

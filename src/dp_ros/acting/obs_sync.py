@@ -207,8 +207,14 @@ class ObservationSynchronizer:
 
     def observed_through_ns(self) -> int | None:
         """The newest instant every stream has reached (None: a stream has no message yet)."""
-        stamps = [history.newest_stamp_ns for history in self.histories.values()]
-        return None if None in stamps else min(stamps)
+        lagging_key = self._lagging_key()
+        return None if lagging_key is None else self.histories[lagging_key].newest_stamp_ns
+
+    def _lagging_key(self) -> str | None:
+        """The stream whose newest message is the oldest (None: a stream has none yet)."""
+        if any(not len(history) for history in self.histories.values()):
+            return None
+        return min(self.histories, key=lambda k: self.histories[k].newest_stamp_ns)
 
     def assemble(self, now_ns: int) -> Observation | NotReady:
         """The To-step observation ending at the newest instant every stream covers."""
@@ -219,7 +225,7 @@ class ObservationSynchronizer:
             if not len(history):
                 return NotReady(f"no message received yet on {key}", key)
         # The newest instant all streams have reached is set by the stream that lags most.
-        lagging_key = min(self.histories, key=lambda k: self.histories[k].newest_stamp_ns)
+        lagging_key = self._lagging_key()
         anchor = self.histories[lagging_key].newest_stamp_ns
         age = now_ns - anchor
         if -age > self.future_tolerance_ns:
