@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from bench_continuation_offline import delay_draws, parse_delay_share
+from bench_continuation_offline import add_delay_share_argument, delay_draws
 from tqdm import tqdm
 
 from dp_ros.acting.acting_loop import ActingConfig, ActingCore
@@ -80,13 +80,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=100000)
     parser.add_argument("--max-steps", type=int, default=0, help="0: the task's limit")
     parser.add_argument("--delay", type=int, default=1, help="inference time, control steps")
-    parser.add_argument(
-        "--delay-share",
-        type=parse_delay_share,
-        default=None,
-        help="per-chunk delays drawn with these shares (the takeover shares measured over ROS), "
-        "e.g. 0:0.36,1:0.47,2:0.17; replaces --delay",
-    )
+    add_delay_share_argument(parser)
     parser.add_argument("--num-inference-steps", type=int, default=None, help="default: ckpt's")
     parser.add_argument("--continuation", default="inpaint", choices=("none", "inpaint"))
     parser.add_argument("--overlap", type=int, default=8, help="continuation_overlap_steps")

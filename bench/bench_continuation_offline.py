@@ -169,6 +169,17 @@ def parse_delay_share(text: str) -> dict[int, float]:
     return share
 
 
+def add_delay_share_argument(parser: argparse.ArgumentParser) -> None:
+    """`--delay-share`, as both offline benches take it."""
+    parser.add_argument(
+        "--delay-share",
+        type=parse_delay_share,
+        default=None,
+        help="per-chunk delays drawn with these shares (the takeover shares measured over ROS), "
+        "e.g. 0:0.36,1:0.47,2:0.17; replaces --delay",
+    )
+
+
 def _land(committed, pending, step: int):
     """(playing chunk, chunk in flight) after step `step`'s arrivals."""
     if pending is not None and step >= pending[0]:
@@ -185,12 +196,7 @@ def main() -> None:
     parser.add_argument("--schedule", default="linear")
     parser.add_argument("--lead", type=int, default=0, help="extra frozen rows after the newest")
     parser.add_argument("--delay", type=int, default=0, help="inference delay, control steps")
-    parser.add_argument(
-        "--delay-share",
-        type=parse_delay_share,
-        default=None,
-        help="per-chunk delays drawn with these shares, e.g. 0:0.15,1:0.38,2:0.35,3:0.12",
-    )
+    add_delay_share_argument(parser)
     parser.add_argument("--replan-every", type=int, default=0, help="steps; 0: Ta")
     parser.add_argument(
         "--drop-late-at-start",

@@ -141,12 +141,15 @@ def start_holds(recording: Recording) -> dict:
     first chunk's inference, and any wait the acting loop's schedule adds (before 8ea342d,
     policy_node kept the old episode's next start across the reset: 0 to Ta steps)."""
     bounds = sorted(recording.outcomes)
-    applied = sorted(recording.applied, key=lambda item: item[0])
-    counts = []
-    for start, end in zip(bounds, [*bounds[1:], None], strict=True):
-        sources = [
-            s for instant, _, s in applied if start <= instant and (end is None or instant < end)
-        ]
-        if SOURCE_CHUNK in sources:
-            counts.append(sources.index(SOURCE_CHUNK))
+    counts, episode, held = [], 0, None  # held: steps so far of an episode not yet driven
+    for instant, _, source in sorted(recording.applied, key=lambda item: item[0]):
+        while episode < len(bounds) and instant >= bounds[episode]:
+            episode, held = episode + 1, 0
+        if held is None:  # before the first outcome, or the episode's first chunk came
+            continue
+        if source == SOURCE_CHUNK:
+            counts.append(held)
+            held = None
+        else:
+            held += 1
     return {"start_holds_share": share_of(counts) if counts else {}}
