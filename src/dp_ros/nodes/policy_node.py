@@ -16,12 +16,10 @@ a new episode at its stamp). Services: `~/reset` (std_srvs/Trigger), `~/enable`
 import gc
 import sys
 import threading
-import time
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.serialization import deserialize_message
-from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -33,10 +31,10 @@ from dp_ros.acting.inputs import STREAM_BY_NAME, plan_inputs
 from dp_ros.acting.obs_sync import CLOCK_JUMPED, check_stamp
 from dp_ros.keys import EEF_POS, EEF_QUAT
 from dp_ros.nodes.params import declare_and_load
+from dp_ros.nodes.policy_input_check import check_joint_state_inputs
 from dp_ros.nodes.policy_params import NS, PolicyNodeConfig
 from dp_ros.nodes.qos import ACTION_QOS, EVENT_QOS, SENSOR_QOS, STATUS_QOS
 from dp_ros.nodes.spin import run_node
-from dp_ros.policy.deployment import check_input_shape, task_of
 
 # On the way out the inference thread gets this long to finish its chunk (launch escalates to
 # SIGTERM after 5 s; the target is a stop within 2 s). One still running after it cannot publish:
@@ -87,7 +85,14 @@ class PolicyNode(LifecycleNode):
                 half_weights=self.config.half_weights and self.config.device.startswith("cpu"),
             )
             self.plan = plan_inputs(runner.obs_keys, self.config.topics())
-            self._check_input_shapes(runner.expected_obs_shapes())
+            check_joint_state_inputs(
+                self,
+                self.plan,
+                runner.expected_obs_shapes(),
+                self._checkpoint_path(),
+                self.config.input_check_timeout,
+                self._gripper_joint_names(),
+            )
             runner.warmup()
             self.core = ActingCore(runner, self.config.acting_config())
             self.core.sync.future_tolerance_ns = self._future_tolerance_ns()
@@ -133,37 +138,6 @@ class PolicyNode(LifecycleNode):
         self._stop_worker()
         self._release()
         return super().on_shutdown(state)
-
-    def _check_input_shapes(self, expected: dict[str, tuple[int, ...]]) -> None:
-        """One message of each joint-state input (the sizes that differ between tasks and
-        robots; the pose is always 3 + 4), checked against the checkpoint's (To, D) shapes.
-
-        Raises ValueError naming both shapes. An input silent for input_check_timeout is left to
-        the per-message check (the robot may start later)."""
-        from dp_ros.policy.checkpoint import read_checkpoint_json
-
-        if self.config.input_check_timeout <= 0:
-            return
-        task = task_of(read_checkpoint_json(self._checkpoint_path()).get("metadata", {}))
-        deadline = time.monotonic() + self.config.input_check_timeout
-        for stream_name, topic in self.plan.items():
-            stream = STREAM_BY_NAME[stream_name]
-            if stream.kind != "joint_state":
-                continue
-            remaining = max(0.0, deadline - time.monotonic())
-            received, msg = wait_for_message(
-                JointState, self, topic, qos_profile=SENSOR_QOS, time_to_wait=remaining
-            )
-            if not received:
-                self.get_logger().warning(
-                    f"no message on {topic} in {self.config.input_check_timeout} s at configure:"
-                    " its size is checked as messages arrive"
-                )
-                continue
-            names = self._gripper_joint_names() if stream_name == "gripper" else []
-            size = len(names) if names else len(msg.position)
-            key = stream.keys[0]
-            check_input_shape(key, topic, size, expected[key][-1], task)
 
     def _checkpoint_path(self) -> str:
         if not self.config.checkpoint:
